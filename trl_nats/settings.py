@@ -1,0 +1,111 @@
+"""Connection settings shared by every process (client, CLI, agent, provider).
+
+One struct, filled from arguments or ``TRL_NATS_*`` environment variables,
+and one ``connect()`` that turns it into a nats-py connection with auth, TLS
+and reconnect behaviour set the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from typing import Any
+
+import msgspec
+
+from trl_nats.subjects import DEFAULT_PREFIX, Names
+
+log = logging.getLogger("trl_nats")
+
+ENV_PREFIX = "TRL_NATS_"
+
+
+class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    prefix: str = DEFAULT_PREFIX
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    nkey_seed: str | None = None  # path to an nkey seed file
+    creds_file: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    connect_timeout: float = 5.0
+    request_timeout: float = 5.0
+    name: str | None = None
+    # JetStream object replication; 1 for a single server, 3 for a cluster
+    replicas: int = 1
+    events_max_age_s: float = 30 * 24 * 3600.0
+    agent_ttl_s: float = 15.0
+
+    @property
+    def names(self) -> Names:
+        return Names(self.prefix)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "NatsSettings":
+        """Settings from TRL_NATS_* variables (TRL_NATS_SERVERS is comma separated), then ``overrides``."""
+        values: dict[str, Any] = {}
+        for name in cls.__struct_fields__:
+            raw = os.environ.get(ENV_PREFIX + name.upper())
+            if raw is None:
+                continue
+            values[name] = raw.split(",") if name == "servers" else raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return msgspec.convert(values, cls, strict=False)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_ca or self.tls_cert or any(s.startswith("tls://") for s in self.servers)):
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls_ca)
+        if self.tls_cert:
+            ctx.load_cert_chain(self.tls_cert, self.tls_key)
+        return ctx
+
+
+async def connect(settings: NatsSettings, *, name: str | None = None, **extra: Any):
+    """Connect with the shared options. Reconnects forever: a broker restart is routine."""
+    import nats
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats: %s", exc)
+
+    async def on_disconnect() -> None:
+        log.info("nats: disconnected, reconnecting")
+
+    async def on_reconnect() -> None:
+        log.info("nats: reconnected")
+
+    opts: dict[str, Any] = dict(
+        servers=settings.servers,
+        name=name or settings.name,
+        connect_timeout=settings.connect_timeout,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        allow_reconnect=True,
+    )
+    if settings.user:
+        opts["user"] = settings.user
+        opts["password"] = settings.password
+    if settings.token:
+        opts["token"] = settings.token
+    if settings.nkey_seed:
+        opts["nkeys_seed"] = settings.nkey_seed
+    if settings.creds_file:
+        opts["user_credentials"] = settings.creds_file
+    ctx = settings.ssl_context()
+    if ctx is not None:
+        opts["tls"] = ctx
+    opts.update(extra)
+    try:
+        return await nats.connect(**opts)
+    except Exception as exc:  # nats-py raises several unrelated types here
+        raise ConnectionError(
+            f"cannot connect to NATS at {', '.join(settings.servers)}: {exc or type(exc).__name__}. "
+            "Check that nats-server is running (trl-nats up starts one) and the credentials."
+        ) from exc

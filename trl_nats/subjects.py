@@ -1,0 +1,84 @@
+"""Every NATS name the project uses, built in one place from one prefix.
+
+Two deployments can share one NATS by choosing different prefixes: subjects,
+streams, KV buckets and object stores all derive from it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "trl"
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+
+@dataclass(frozen=True)
+class Names:
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not _PREFIX_RE.match(self.prefix):
+            raise ValueError(
+                f"subject prefix {self.prefix!r} is not allowed: use dot-separated tokens of letters, digits, '_' or '-'"
+            )
+
+    # -- subjects --------------------------------------------------------------
+    def submit(self, pool: str) -> str:
+        """Work-queue subject a job needing ``pool`` is published on."""
+        return f"{self.prefix}.jobs.submit.{pool}"
+
+    @property
+    def submit_all(self) -> str:
+        return f"{self.prefix}.jobs.submit.>"
+
+    def events(self, job_id: str) -> str:
+        """Default base subject of a job's events; each event goes to ``<base>.<kind>``."""
+        return f"{self.prefix}.events.{job_id}"
+
+    def event(self, base: str, kind: str) -> str:
+        return f"{base}.{kind}"
+
+    @property
+    def events_all(self) -> str:
+        return f"{self.prefix}.events.>"
+
+    def control(self, agent_id: str) -> str:
+        """Subject an agent listens on for cancel requests of the jobs it runs."""
+        return f"{self.prefix}.control.{agent_id}"
+
+    # -- JetStream objects -----------------------------------------------------
+    @property
+    def _token(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]", "_", self.prefix)
+
+    @property
+    def jobs_stream(self) -> str:
+        return f"{self._token.upper()}_JOBS"
+
+    @property
+    def events_stream(self) -> str:
+        return f"{self._token.upper()}_EVENTS"
+
+    @property
+    def jobs_bucket(self) -> str:
+        return f"{self._token}_jobs"
+
+    @property
+    def agents_bucket(self) -> str:
+        return f"{self._token}_agents"
+
+    @property
+    def datasets_store(self) -> str:
+        return f"{self._token}_datasets"
+
+    @property
+    def artifacts_store(self) -> str:
+        return f"{self._token}_artifacts"
+
+    def pool_consumer(self, pool: str) -> str:
+        """Durable pull consumer shared by every agent that serves ``pool``."""
+        return f"pool-{pool}"
+
+    def event_msg_id(self, job_id: str, attempt: int, seq: int) -> str:
+        return f"{job_id}.{attempt}.{seq}"
