@@ -325,7 +325,9 @@ def validate_spec(spec: JobSpec) -> JobSpec:
     """Checks the struct types cannot express; raise BadMessage naming the field."""
     p = spec.params
     if spec.kind is JobKind.dpo and p.loss_type not in DPO_LOSS_TYPES:
-        raise BadMessage(f"params.loss_type {p.loss_type!r} is not supported; choose one of {', '.join(DPO_LOSS_TYPES)}")
+        raise BadMessage(
+            f"params.loss_type {p.loss_type!r} is not supported; choose one of {', '.join(DPO_LOSS_TYPES)}"
+        )
     if p.dtype not in DTYPES:
         raise BadMessage(f"params.dtype {p.dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
     if p.optimizer not in OPTIMIZERS:
@@ -336,6 +338,10 @@ def validate_spec(spec: JobSpec) -> JobSpec:
         raise BadMessage(f"model {spec.model!r} must not contain '..' path segments")
     if spec.output_dir is not None and ".." in spec.output_dir.replace("\\", "/").split("/"):
         raise BadMessage(f"output_dir {spec.output_dir!r} must not contain '..' path segments")
-    if spec.events_subject is not None and not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", spec.events_subject):
-        raise BadMessage(f"events_subject {spec.events_subject!r} must be a plain subject: dot-separated tokens, no wildcards")
+    if spec.events_subject is not None and not re.fullmatch(
+        r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", spec.events_subject
+    ):
+        raise BadMessage(
+            f"events_subject {spec.events_subject!r} must be a plain subject: dot-separated tokens, no wildcards"
+        )
     return spec

@@ -59,7 +59,7 @@ class EmbeddedNats:
             raise NatsServerError("nats-server is not running")
         return f"nats://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> "EmbeddedNats":
+    def start(self, timeout: float = 20.0) -> EmbeddedNats:
         store = self.state_dir / "jetstream"
         ports_dir = self.state_dir / "ports"
         store.mkdir(parents=True, exist_ok=True)
@@ -114,7 +114,7 @@ class EmbeddedNats:
         self.requested_port = port if port is not None else self.requested_port
         self.start()
 
-    def __enter__(self) -> "EmbeddedNats":
+    def __enter__(self) -> EmbeddedNats:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

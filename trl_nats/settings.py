@@ -45,7 +45,7 @@ class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return Names(self.prefix)
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> "NatsSettings":
+    def from_env(cls, **overrides: Any) -> NatsSettings:
         """Settings from TRL_NATS_* variables (TRL_NATS_SERVERS is comma separated), then ``overrides``."""
         values: dict[str, Any] = {}
         for name in cls.__struct_fields__:

@@ -1,0 +1,278 @@
+"""The async client: submit jobs, follow them, cancel them, look at the fleet.
+
+    async with await Client.connect(settings) as client:
+        ref = await client.upload_dataset(rows)
+        job = await client.submit(JobSpec(job_id="j1", model="/models/tiny", dataset=ref))
+        async for event in job.events():
+            ...
+        record = await job.wait()
+
+Everything is read from NATS (KV and streams), so any process can pick up a
+job by id: the CLI, the Llama Stack provider, a script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import anyio
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NoKeysError, ObjectNotFoundError
+
+from trl_nats.messages import (
+    AgentRecord,
+    BadMessage,
+    CancelRequest,
+    DatasetRef,
+    Event,
+    JobRecord,
+    JobSpec,
+    JobState,
+    StatusEvent,
+    decode,
+    encode,
+    validate_spec,
+)
+from trl_nats.publishing import publish_once
+from trl_nats.settings import NatsSettings, connect
+from trl_nats.store import IllegalTransition, JobStore
+from trl_nats.topology import Topology, ensure_topology
+
+log = logging.getLogger(__name__)
+
+_row_encoder = msgspec.json.Encoder(order="sorted")
+
+
+class JobAlreadyFinished(ValueError):
+    def __init__(self, record: JobRecord) -> None:
+        super().__init__(f"job {record.job_id} already ended as {record.state.value}: there is nothing to cancel")
+        self.record = record
+
+
+def encode_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[bytes, int]:
+    """Rows as canonical JSON lines (sorted keys), so equal data has one content address."""
+    lines = []
+    for row in rows:
+        lines.append(_row_encoder.encode(row))
+    return (b"\n".join(lines) + b"\n" if lines else b""), len(lines)
+
+
+def events_base(settings: NatsSettings, spec: JobSpec) -> str:
+    return spec.events_subject or settings.names.events(spec.job_id)
+
+
+class Client:
+    def __init__(self, nc: NATS, settings: NatsSettings, topo: Topology) -> None:
+        self.nc = nc
+        self.settings = settings
+        self.names = settings.names
+        self.topo = topo
+        self.js = topo.js
+        self.store = JobStore(topo.jobs)
+
+    @classmethod
+    async def connect(cls, settings: NatsSettings | None = None, *, name: str = "trl-nats-client") -> Client:
+        settings = settings or NatsSettings.from_env()
+        nc = await connect(settings, name=name)
+        try:
+            topo = await ensure_topology(nc.jetstream(timeout=settings.request_timeout), settings)
+        except BaseException:
+            await nc.close()
+            raise
+        return cls(nc, settings, topo)
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            await self.nc.drain()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- datasets --------------------------------------------------------------
+    async def upload_dataset(self, rows: Iterable[Mapping[str, Any]] | bytes) -> DatasetRef:
+        """Upload rows (or ready JSON-lines bytes) content-addressed; an existing copy is reused."""
+        if isinstance(rows, bytes | bytearray):
+            data = bytes(rows)
+            count = sum(1 for line in data.splitlines() if line.strip())
+        else:
+            data, count = encode_rows(rows)
+        digest = hashlib.sha256(data).hexdigest()
+        name = f"sha256-{digest}"
+        try:
+            info = await self.topo.datasets.get_info(name)
+            if info.size == len(data) and not info.deleted:
+                return DatasetRef(object=name, sha256=digest, rows=count, bytes=len(data))
+        except ObjectNotFoundError:
+            pass
+        await self.topo.datasets.put(name, data)
+        return DatasetRef(object=name, sha256=digest, rows=count, bytes=len(data))
+
+    async def upload_dataset_file(self, path: str | os.PathLike[str]) -> DatasetRef:
+        with open(path, "rb") as f:
+            return await self.upload_dataset(f.read())
+
+    # -- jobs ------------------------------------------------------------------
+    async def submit(self, spec: JobSpec) -> Job:
+        """Queue ``spec``. Idempotent on ``spec.job_id``: a resubmit returns the existing job."""
+        validate_spec(spec)
+        record, created = await self.store.create(JobRecord(job_id=spec.job_id, spec=spec))
+        if not created and record.state is not JobState.scheduled:
+            return Job(self, spec.job_id)
+        payload = encode(record.spec)
+        # Same message id every time: JetStream drops a duplicate within its window.
+        await publish_once(
+            self.js,
+            self.names.submit(record.spec.resources.pool),
+            payload,
+            record.job_id,
+            timeout=self.settings.request_timeout,
+        )
+        if created:
+            await self._publish_status(record, JobState.scheduled, "submitted", msg_suffix="submitted")
+        return Job(self, spec.job_id)
+
+    def job(self, job_id: str) -> Job:
+        return Job(self, job_id)
+
+    async def list_jobs(self, state: JobState | None = None) -> list[JobRecord]:
+        records = await self.store.list()
+        return [r for r in records if state is None or r.state is state]
+
+    async def list_agents(self) -> list[AgentRecord]:
+        kv = self.topo.agents
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            return []
+        agents = []
+        for key in keys:
+            try:
+                entry = await kv.get(key)
+            except Exception:  # expired between keys() and get()
+                continue
+            if entry.value:
+                try:
+                    agents.append(decode(entry.value, AgentRecord))
+                except BadMessage as exc:
+                    log.warning("ignoring agent record %s: %s", key, exc)
+        agents.sort(key=lambda a: a.agent_id)
+        return agents
+
+    async def cancel(self, job_id: str, reason: str = "cancelled by user") -> JobRecord:
+        """Cancel a job: at once if it is waiting, else ask its agent to stop it.
+
+        The record's ``cancel_requested`` flag is the durable request; the
+        control message only makes the agent act sooner.
+        """
+        record = await self.store.get(job_id)
+        if record.state.terminal:
+            raise JobAlreadyFinished(record)
+        if record.state is JobState.scheduled:
+            try:
+                record = await self.store.transition(
+                    job_id,
+                    JobState.cancelled,
+                    allowed_from=frozenset({JobState.scheduled}),
+                    change=lambda r: {"cancel_requested": True, "error": reason},
+                )
+                await self._publish_status(record, JobState.cancelled, reason, msg_suffix="cancelled")
+                return record
+            except IllegalTransition as exc:
+                if exc.record.state.terminal:
+                    raise JobAlreadyFinished(exc.record) from None
+                # claimed meanwhile: fall through and ask its agent
+        try:
+            record = await self.store.transition(
+                job_id,
+                JobState.in_progress,
+                allowed_from=frozenset({JobState.in_progress}),
+                change=lambda r: {"cancel_requested": True},
+            )
+        except IllegalTransition as exc:
+            if exc.record.state.terminal:
+                raise JobAlreadyFinished(exc.record) from None
+            raise
+        if record.owner:
+            await self.nc.publish(self.names.control(record.owner), encode(CancelRequest(job_id=job_id, reason=reason)))
+        return record
+
+    async def _publish_status(self, record: JobRecord, state: JobState, message: str, *, msg_suffix: str) -> None:
+        event = StatusEvent(job_id=record.job_id, attempt=record.attempt, state=state, message=message)
+        base = events_base(self.settings, record.spec)
+        await publish_once(
+            self.js,
+            self.names.event(base, "status"),
+            encode(event),
+            f"{record.job_id}.{msg_suffix}",
+            timeout=self.settings.request_timeout,
+        )
+
+
+class Job:
+    """A handle on one job; holds only the id, reads everything from NATS."""
+
+    def __init__(self, client: Client, job_id: str) -> None:
+        self.client = client
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r})"
+
+    async def status(self) -> JobRecord:
+        return await self.client.store.get(self.id)
+
+    async def cancel(self, reason: str = "cancelled by user") -> JobRecord:
+        return await self.client.cancel(self.id, reason)
+
+    async def events(self, from_start: bool = True, until_done: bool = True) -> AsyncIterator[Event]:
+        """The job's events: its whole history first (``from_start``), then live ones.
+
+        Stops after the final status event when ``until_done``. A malformed
+        event is logged and skipped, never raised.
+        """
+        record = await self.status()
+        c = self.client
+        base = events_base(c.settings, record.spec)
+        subject = f"{base}.>"
+        if base.startswith(c.names.prefix + ".events."):
+            policy = DeliverPolicy.ALL if from_start else DeliverPolicy.NEW
+            sub = await c.js.subscribe(subject, ordered_consumer=True, deliver_policy=policy)
+        else:  # a custom subject outside the events stream: live only
+            sub = await c.nc.subscribe(subject)
+        try:
+            async for msg in sub.messages:
+                try:
+                    event = decode(msg.data, Event)
+                except BadMessage as exc:
+                    log.warning("skipping event on %s: %s", msg.subject, exc)
+                    continue
+                yield event
+                if until_done and isinstance(event, StatusEvent) and event.state.terminal:
+                    return
+        finally:
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                pass
+
+    async def wait(self, timeout: float | None = None, poll: float = 2.0) -> JobRecord:
+        """Wait for the job to end; returns its final record. Raises TimeoutError."""
+        with anyio.fail_after(timeout):
+            while True:
+                record = await self.status()
+                if record.state.terminal:
+                    return record
+                # follow live events, but re-read the record now and then: it is the authority
+                with anyio.move_on_after(poll):
+                    async for event in self.events(from_start=False):
+                        if isinstance(event, StatusEvent) and event.state.terminal:
+                            break

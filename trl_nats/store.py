@@ -1,0 +1,141 @@
+"""The job store: job records in the jobs KV bucket, changed only by compare-and-set.
+
+:meth:`JobStore.transition` is the one place that decides a job's state. It
+knows the legal moves, re-reads and retries when another writer got there
+first, and refuses writes from an agent that no longer owns the job (JetStream
+itself accepts a stale ack, so ownership lives here).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import msgspec
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
+
+from trl_nats.messages import JobRecord, JobState, check_job_id, decode, encode, now
+
+log = logging.getLogger(__name__)
+
+S = JobState
+LEGAL: dict[JobState, frozenset[JobState]] = {
+    S.scheduled: frozenset({S.in_progress, S.cancelled, S.failed}),
+    # in_progress -> in_progress: progress updates by the owner; -> scheduled: retry
+    S.in_progress: frozenset({S.in_progress, S.completed, S.failed, S.cancelled, S.scheduled}),
+    S.completed: frozenset(),
+    S.failed: frozenset(),
+    S.cancelled: frozenset(),
+}
+
+_UNSET = object()
+
+
+class JobNotFound(KeyError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+    def __str__(self) -> str:
+        return f"no job with id {self.job_id!r}: check the id with `trl-nats jobs`"
+
+
+class IllegalTransition(RuntimeError):
+    """The job is in a state from which the requested move is not allowed."""
+
+    def __init__(self, record: JobRecord, to: JobState) -> None:
+        super().__init__(f"job {record.job_id} is {record.state.value}; it cannot become {to.value}")
+        self.record = record
+        self.to = to
+
+
+class LostClaim(RuntimeError):
+    """The writer no longer owns the job (another agent claimed it, or its attempt moved on)."""
+
+    def __init__(self, record: JobRecord, owner: str | None, attempt: int | None) -> None:
+        super().__init__(
+            f"job {record.job_id}: claim lost (record owner {record.owner!r} attempt {record.attempt}, "
+            f"writer {owner!r} attempt {attempt})"
+        )
+        self.record = record
+
+
+class JobStore:
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    async def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
+        """Store a new record; if the id exists already, return the existing one and False."""
+        check_job_id(record.job_id)
+        try:
+            await self.kv.create(record.job_id, encode(record))
+            return record, True
+        except KeyWrongLastSequenceError:
+            return await self.get(record.job_id), False
+
+    async def get_with_revision(self, job_id: str) -> tuple[JobRecord, int]:
+        check_job_id(job_id)
+        try:
+            entry = await self.kv.get(job_id)
+        except KeyNotFoundError:
+            raise JobNotFound(job_id) from None
+        if entry.value is None:
+            raise JobNotFound(job_id)
+        return decode(entry.value, JobRecord), entry.revision
+
+    async def get(self, job_id: str) -> JobRecord:
+        return (await self.get_with_revision(job_id))[0]
+
+    async def list(self) -> list[JobRecord]:
+        try:
+            keys = await self.kv.keys()
+        except NoKeysError:
+            return []
+        out: list[JobRecord] = []
+        for key in keys:
+            try:
+                out.append(await self.get(key))
+            except JobNotFound:
+                continue
+        out.sort(key=lambda r: r.submitted_at)
+        return out
+
+    async def transition(
+        self,
+        job_id: str,
+        to: JobState,
+        *,
+        owner: object = _UNSET,
+        attempt: int | None = None,
+        allowed_from: frozenset[JobState] | None = None,
+        change: Callable[[JobRecord], dict] | None = None,
+        retries: int = 50,
+    ) -> JobRecord:
+        """Move ``job_id`` to ``to`` with compare-and-set.
+
+        ``owner``/``attempt``, when given, must match the stored record (the
+        writer still holds the claim), else :class:`LostClaim`. ``change``
+        returns extra field values computed from the current record.
+        Timestamps are set here, so every writer sets them the same way.
+        """
+        for _ in range(retries):
+            record, revision = await self.get_with_revision(job_id)
+            if owner is not _UNSET and (record.owner != owner or (attempt is not None and record.attempt != attempt)):
+                raise LostClaim(record, owner if isinstance(owner, str) else None, attempt)
+            if to not in LEGAL[record.state] or (allowed_from is not None and record.state not in allowed_from):
+                raise IllegalTransition(record, to)
+            fields = dict(change(record)) if change else {}
+            t = now()
+            fields.setdefault("updated_at", t)
+            if to is S.in_progress and record.state is not S.in_progress:
+                fields.setdefault("started_at", t)
+            if to.terminal:
+                fields.setdefault("finished_at", t)
+            new = msgspec.structs.replace(record, state=to, **fields)
+            try:
+                await self.kv.update(job_id, encode(new), last=revision)
+                return new
+            except KeyWrongLastSequenceError:
+                continue  # someone else wrote between our read and write: re-read and re-decide
+        raise RuntimeError(f"job {job_id}: gave up after {retries} conflicting writes")

@@ -1,0 +1,136 @@
+"""The JetStream objects the system needs, created idempotently.
+
+Every process calls :func:`ensure_topology` at start; it creates what is
+missing and leaves what exists (updating a stream whose config drifted).
+
+- ``<P>_JOBS``   work-queue stream on ``<prefix>.jobs.submit.>`` (one durable pull consumer per pool)
+- ``<P>_EVENTS`` limits stream on ``<prefix>.events.>`` (replayable job history)
+- KV ``<p>_jobs`` (job records, CAS) and ``<p>_agents`` (heartbeats, TTL)
+- object stores ``<p>_datasets`` and ``<p>_artifacts``
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from trl_nats.messages import MAX_MESSAGE_BYTES
+from trl_nats.settings import NatsSettings
+
+log = logging.getLogger(__name__)
+
+# A claimed job keeps its message in flight with in_progress() well inside this.
+ACK_WAIT_S = 30.0
+# Safety net only: the job's own max_attempts (in KV) decides retries.
+MAX_DELIVER = 50
+SUBMIT_DEDUP_WINDOW_S = 24 * 3600.0
+EVENTS_DEDUP_WINDOW_S = 10 * 60.0
+
+
+@dataclass
+class Topology:
+    js: JetStreamContext
+    jobs: KeyValue
+    agents: KeyValue
+    datasets: ObjectStore
+    artifacts: ObjectStore
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        # exists with another config (e.g. replicas or max_age changed): converge
+        await js.update_stream(config)
+
+
+async def _ensure_kv(js: JetStreamContext, bucket: str, **params) -> KeyValue:
+    try:
+        return await js.key_value(bucket)
+    except (BucketNotFoundError, NotFoundError):
+        return await js.create_key_value(bucket=bucket, **params)
+
+
+async def _ensure_obj(js: JetStreamContext, bucket: str, replicas: int) -> ObjectStore:
+    try:
+        return await js.object_store(bucket)
+    except (BucketNotFoundError, NotFoundError):
+        return await js.create_object_store(bucket, storage=StorageType.FILE, replicas=replicas)
+
+
+async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> Topology:
+    n = settings.names
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=n.jobs_stream,
+            subjects=[n.submit_all],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=settings.replicas,
+            duplicate_window=SUBMIT_DEDUP_WINDOW_S,
+            max_msg_size=MAX_MESSAGE_BYTES,
+            discard=DiscardPolicy.NEW,
+        ),
+    )
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=n.events_stream,
+            subjects=[n.events_all],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=settings.replicas,
+            duplicate_window=EVENTS_DEDUP_WINDOW_S,
+            max_age=settings.events_max_age_s,
+            max_msg_size=MAX_MESSAGE_BYTES,
+        ),
+    )
+    jobs = await _ensure_kv(
+        js,
+        n.jobs_bucket,
+        history=5,
+        storage=StorageType.FILE,
+        replicas=settings.replicas,
+        max_value_size=MAX_MESSAGE_BYTES,
+    )
+    agents = await _ensure_kv(
+        js, n.agents_bucket, history=1, ttl=settings.agent_ttl_s, storage=StorageType.FILE, replicas=settings.replicas
+    )
+    datasets = await _ensure_obj(js, n.datasets_store, settings.replicas)
+    artifacts = await _ensure_obj(js, n.artifacts_store, settings.replicas)
+    return Topology(js=js, jobs=jobs, agents=agents, datasets=datasets, artifacts=artifacts)
+
+
+async def ensure_pool_consumer(js: JetStreamContext, settings: NatsSettings, pool: str) -> str:
+    """The durable pull consumer shared by every agent serving ``pool``; returns its name."""
+    n = settings.names
+    durable = n.pool_consumer(pool)
+    config = ConsumerConfig(
+        durable_name=durable,
+        filter_subject=n.submit(pool),
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=ACK_WAIT_S,
+        max_deliver=MAX_DELIVER,
+        max_ack_pending=-1,
+    )
+    try:
+        await js.add_consumer(n.jobs_stream, config)
+    except BadRequestError:
+        await js.consumer_info(n.jobs_stream, durable)
+    return durable
