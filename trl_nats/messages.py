@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import re
 import time
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta, Struct, field
@@ -40,7 +40,7 @@ class BadMessage(ValueError):
     """A message that cannot be accepted; ``str()`` says why."""
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     scheduled = "scheduled"  # queued, waiting for an agent with room
     in_progress = "in_progress"  # claimed by an agent, training
     completed = "completed"  # finished, final model saved
@@ -52,7 +52,7 @@ class JobState(str, enum.Enum):
         return self in (JobState.completed, JobState.failed, JobState.cancelled)
 
 
-class JobKind(str, enum.Enum):
+class JobKind(enum.StrEnum):
     dpo = "dpo"  # direct preference optimization on prompt/chosen/rejected rows
     sft = "sft"  # supervised fine-tuning on prompt/completion or messages rows
 
@@ -273,7 +273,6 @@ class CancelRequest(Struct, tag="cancel", forbid_unknown_fields=True, kw_only=Tr
 
 # -- the codec -----------------------------------------------------------------
 
-T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 _decoders: dict[object, msgspec.json.Decoder] = {}
 
@@ -282,7 +281,7 @@ def encode(msg: object) -> bytes:
     return _encoder.encode(msg)
 
 
-def decode(data: bytes | bytearray | memoryview | str, type_: type[T]) -> T:
+def decode[T](data: bytes | bytearray | memoryview | str, type_: type[T]) -> T:
     """Decode ``data`` strictly as ``type_``; raise :class:`BadMessage` with the reason."""
     if isinstance(data, str):
         data = data.encode()
