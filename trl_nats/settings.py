@@ -109,3 +109,27 @@ async def connect(settings: NatsSettings, *, name: str | None = None, **extra: A
             f"cannot connect to NATS at {', '.join(settings.servers)}: {exc or type(exc).__name__}. "
             "Check that nats-server is running (trl-nats up starts one) and the credentials."
         ) from exc
+
+
+def add_connection_args(parser) -> None:
+    """The NATS connection flags every command shares (each falls back to its TRL_NATS_* variable)."""
+    g = parser.add_argument_group("NATS connection (defaults from TRL_NATS_* environment variables)")
+    g.add_argument("--servers", help="comma-separated NATS URLs (TRL_NATS_SERVERS)")
+    g.add_argument("--prefix", help="subject prefix shared by one deployment (TRL_NATS_PREFIX, default trl)")
+    g.add_argument("--user", help="user name (TRL_NATS_USER)")
+    g.add_argument("--password", help="password (TRL_NATS_PASSWORD)")
+    g.add_argument("--token", help="auth token (TRL_NATS_TOKEN)")
+    g.add_argument("--nkey-seed", dest="nkey_seed", help="path to an nkey seed file (TRL_NATS_NKEY_SEED)")
+    g.add_argument("--creds", dest="creds_file", help="path to a .creds file (TRL_NATS_CREDS_FILE)")
+    g.add_argument("--tls-ca", dest="tls_ca", help="CA bundle to verify the server (TRL_NATS_TLS_CA)")
+    g.add_argument("--tls-cert", dest="tls_cert", help="client certificate for mutual TLS (TRL_NATS_TLS_CERT)")
+    g.add_argument("--tls-key", dest="tls_key", help="client key for mutual TLS (TRL_NATS_TLS_KEY)")
+
+
+def settings_from_args(args, **extra: Any) -> NatsSettings:
+    keys = ("prefix", "user", "password", "token", "nkey_seed", "creds_file", "tls_ca", "tls_cert", "tls_key")
+    overrides: dict[str, Any] = {k: getattr(args, k, None) for k in keys}
+    if getattr(args, "servers", None):
+        overrides["servers"] = args.servers.split(",")
+    overrides.update(extra)
+    return NatsSettings.from_env(**overrides)

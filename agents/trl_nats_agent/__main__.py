@@ -1,0 +1,95 @@
+"""``trl-nats-agent``: run the node agent on this machine until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from trl_nats.settings import add_connection_args, settings_from_args
+from trl_nats_agent.agent import Agent, AgentConfig
+from trl_nats_agent.capacity import cpu_slots, discover_gpus
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="trl-nats-agent", description=__doc__)
+    p.add_argument(
+        "--state-dir",
+        default=os.environ.get("TRL_NATS_STATE_DIR", ".state/agent"),
+        help="work dirs, dataset cache and default outputs (default .state/agent)",
+    )
+    p.add_argument(
+        "--device",
+        choices=["auto", "cuda", "cpu"],
+        default="auto",
+        help="auto: the GPUs nvidia-smi reports, else CPU mode",
+    )
+    p.add_argument("--slots", type=int, default=2, help="CPU mode: how many training processes this node offers")
+    p.add_argument("--gpus", help="comma-separated GPU indices to offer (default: all)")
+    p.add_argument("--agent-id", default="", help="stable id (default: <hostname>-<random>)")
+    p.add_argument("--node", default="", help="node name shown in job records (default: hostname)")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=0.0,
+        help="on SIGTERM, let running jobs run this many seconds before handing them back",
+    )
+    p.add_argument("--cancel-grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL on cancel")
+    p.add_argument("--heartbeat", type=float, default=3.0, help="seconds between heartbeats")
+    p.add_argument("--recipe-override", help=argparse.SUPPRESS)
+    p.add_argument("--log-level", default="INFO")
+    add_connection_args(p)
+    return p.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> AgentConfig:
+    gpus = [] if args.device == "cpu" else discover_gpus()
+    if args.device == "cuda" and not gpus:
+        sys.exit("trl-nats-agent: --device cuda but nvidia-smi reports no GPU; use --device cpu for CPU mode")
+    if gpus and args.gpus:
+        wanted = {int(x) for x in args.gpus.split(",")}
+        gpus = [g for g in gpus if g.index in wanted]
+    device = "cuda" if gpus else "cpu"
+    if device == "cpu":
+        if args.slots < 1:
+            sys.exit("trl-nats-agent: --slots must be at least 1")
+        gpus = cpu_slots(args.slots)
+    kwargs = {}
+    if args.node:
+        kwargs["node"] = args.node
+    return AgentConfig(
+        state_dir=Path(args.state_dir).resolve(),
+        device=device,
+        gpus=gpus,
+        agent_id=args.agent_id,
+        heartbeat_s=args.heartbeat,
+        cancel_grace_s=args.cancel_grace,
+        drain_timeout_s=args.drain_timeout,
+        recipe_override=args.recipe_override,
+        **kwargs,
+    )
+
+
+async def amain(args: argparse.Namespace) -> None:
+    agent = Agent(settings_from_args(args), build_config(args))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.stop)
+    await agent.run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(amain(args))
+    except ConnectionError as exc:
+        sys.exit(f"trl-nats-agent: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""A stand-in trainer with no model: it sleeps through ``steps`` steps and reports them.
+
+For tests and benchmarks of the job machinery (claiming, cancel, retries,
+event relay) where the real recipe's 5-8 s of imports would only add noise.
+It reads the same arguments and job spec as the real recipes and runs under
+the same torchrun; only rank 0 reports. Behaviour comes from the spec's labels:
+
+- ``noop.steps`` (default 5), ``noop.step_s`` (default 0.05)
+- ``noop.fail``: "always" exits 1 after the steps; "first" only on attempt 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from trl_nats.messages import JobSpec, decode
+from trl_nats_agent.recipes.events import EventEmitter
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--spec", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--eval-dataset")
+    p.add_argument("--output", required=True)
+    p.add_argument("--resume", default="auto")
+    args = p.parse_args(argv)
+    spec = decode(Path(args.spec).read_bytes(), JobSpec)
+    rank = int(os.environ.get("RANK", "0"))
+    attempt = int(os.environ.get("TRL_NATS_ATTEMPT", "1"))
+    steps = int(spec.labels.get("noop.steps", "5"))
+    step_s = float(spec.labels.get("noop.step_s", "0.05"))
+    fail = spec.labels.get("noop.fail", "")
+    events = EventEmitter.from_env(rank)
+    events.log(f"noop trainer: {steps} steps of {step_s}s")
+    for step in range(1, steps + 1):
+        time.sleep(step_s)
+        events.metrics(step, steps, step / steps, {"loss": 1.0 / step})
+    if fail == "always" or (fail == "first" and attempt == 1):
+        print(f"noop trainer: failing on purpose (noop.fail={fail}, attempt {attempt})", file=sys.stderr)
+        events.close()
+        return 1
+    out = Path(args.output) / "final"
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "noop.txt").write_text("done\n")
+        events.checkpoint(steps, 1.0, str(out), {}, final=True)
+    events.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
