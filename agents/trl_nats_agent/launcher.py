@@ -75,7 +75,7 @@ class TrainingProcess:
         cwd: Path,
         log_path: Path,
         on_line: Callable[[str], None] | None = None,
-        tail_lines: int = 40,
+        tail_lines: int = 200,
     ) -> None:
         self.cmd = cmd
         self.env = env
@@ -152,4 +152,15 @@ class TrainingProcess:
         return await self.wait()
 
     def error_tail(self, lines: int = 20) -> str:
-        return "\n".join(list(self.tail)[-lines:])
+        """The last output lines of the training itself, without torchrun's own failure report."""
+        return "\n".join(strip_torchrun_report(list(self.tail))[-lines:])
+
+
+def strip_torchrun_report(lines: list[str]) -> list[str]:
+    """Drop torchrun's traceback and ChildFailedError summary, which say nothing about the cause."""
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last):"):
+            window = lines[i : i + 30]
+            if any("torch/distributed/run.py" in w or "launch_agent" in w for w in window) and i > 0:
+                return lines[:i]
+    return lines
