@@ -60,6 +60,9 @@ from trl_nats_agent.relay import EventSocket
 log = logging.getLogger("trl_nats_agent")
 
 RECIPES = {JobKind.dpo: "trl_nats_agent.recipes.dpo", JobKind.sft: "trl_nats_agent.recipes.sft"}
+# recipe_override value that completes jobs without starting any process: for
+# benchmarks and scale tests of claiming, where a process start would be all they measure
+INLINE_NOOP = "inline:noop"
 
 
 @dataclass
@@ -479,75 +482,66 @@ class Agent:
 
     async def _run_job(self, job: RunningJob) -> None:
         spec = job.spec
-        jid = spec.job_id
+        self._emit(
+            spec,
+            job.attempt,
+            StatusEvent(
+                job_id=spec.job_id,
+                attempt=job.attempt,
+                state=JobState.in_progress,
+                agent=self.id,
+                message=f"claimed by {self.id} on {self.cfg.node} ({self.cfg.device} {job.gpus})",
+            ),
+            job,
+        )
+        try:
+            rc, error = await self._train(job)
+        except Exception as exc:
+            log.exception("job %s: agent-side failure", spec.job_id)
+            rc, error = None, f"agent error: {exc}"
+        try:
+            await self._finish(job, rc, error)
+        finally:
+            self.running.pop(spec.job_id, None)
+            self._release(job.gpus)
+            await self._heartbeat_once()
+
+    async def _train(self, job: RunningJob) -> tuple[int | None, str | None]:
+        """Run the job's training to its end; returns (exit code, error)."""
+        try:
+            args = await self._prepare(job)
+        except Exception as exc:
+            return None, f"could not prepare the job: {exc}"
+        if self.cfg.recipe_override == INLINE_NOOP:
+            return 0, None
+        if job.cancel_reason is not None or job.handed_back:
+            return None, None
         sock = EventSocket(
             job.workdir / "events.sock",
-            job_id=jid,
+            job_id=job.spec.job_id,
             attempt=job.attempt,
             node=self.cfg.node,
             on_event=lambda e: self._on_training_event(job, e),
         )
-        keepalive = None
-        rc: int | None = None
-        error: str | None = None
+        await sock.start()
+        cmd = torchrun_command(
+            self.cfg.recipe_override or RECIPES[job.spec.kind],
+            len(job.gpus),
+            args,
+            rdzv_endpoint=f"127.0.0.1:{free_port()}",
+            run_id=f"{job.spec.job_id}-{job.attempt}",
+        )
+        job.proc = TrainingProcess(cmd, env=self._env(job), cwd=job.workdir, log_path=job.workdir / "train.log")
+        keepalive = asyncio.create_task(self._keepalive(job))
         try:
-            self._emit(
-                spec,
-                job.attempt,
-                StatusEvent(
-                    job_id=jid,
-                    attempt=job.attempt,
-                    state=JobState.in_progress,
-                    agent=self.id,
-                    message=f"claimed by {self.id} on {self.cfg.node} ({self.cfg.device} {job.gpus})",
-                ),
-                job,
-            )
-            try:
-                args = await self._prepare(job)
-            except Exception as exc:
-                error = f"could not prepare the job: {exc}"
-                raise _JobSetupFailed from exc
-            await sock.start()
-            keepalive = asyncio.create_task(self._keepalive(job))
-            module = self.cfg.recipe_override or RECIPES[spec.kind]
-            cmd = torchrun_command(
-                module,
-                len(job.gpus),
-                args,
-                rdzv_endpoint=f"127.0.0.1:{free_port()}",
-                run_id=f"{jid}-{job.attempt}",
-            )
-            job.proc = TrainingProcess(
-                cmd,
-                env=self._env(job),
-                cwd=job.workdir,
-                log_path=job.workdir / "train.log",
-            )
-            if job.cancel_reason is None and not job.handed_back:
-                await job.proc.start()
-                rc = await job.proc.wait()
-            else:
-                rc = -15
+            await job.proc.start()
+            rc = await job.proc.wait()
+        finally:
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
             await sock.close()
-            if rc != 0 and error is None:
-                error = f"training exited with code {rc}:\n{job.proc.error_tail()}"
-        except _JobSetupFailed:
-            pass
-        except Exception as exc:
-            log.exception("job %s: agent-side failure", jid)
-            error = f"agent error: {exc}"
-        finally:
-            if keepalive:
-                keepalive.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keepalive
-        try:
-            await self._finish(job, rc, error)
-        finally:
-            self.running.pop(jid, None)
-            self._release(job.gpus)
-            await self._heartbeat_once()
+        return rc, (f"training exited with code {rc}:\n{job.proc.error_tail()}" if rc != 0 else None)
 
     async def _keepalive(self, job: RunningJob) -> None:
         """Keep the claim alive, write progress, and notice a cancel or a lost claim."""
@@ -639,10 +633,6 @@ class Agent:
             else:
                 await job.msg.term()
         log.info("job %s attempt %d -> %s", jid, attempt, to.value)
-
-
-class _JobSetupFailed(Exception):
-    pass
 
 
 def _same_fs(a: Path, b: Path) -> bool:

@@ -85,12 +85,15 @@ class TrainingProcess:
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._stopped_before_start = False
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
     async def start(self) -> None:
+        if self._stopped_before_start:
+            return
         self.proc = await asyncio.create_subprocess_exec(
             *self.cmd,
             cwd=self.cwd,
@@ -120,7 +123,8 @@ class TrainingProcess:
                     self.on_line(line)
 
     async def wait(self) -> int:
-        assert self.proc
+        if self.proc is None:  # stopped before it started
+            return -signal.SIGTERM
         rc = await self.proc.wait()
         if self._reader:
             try:
@@ -141,7 +145,9 @@ class TrainingProcess:
 
     async def stop(self, grace: float) -> int:
         """SIGTERM the whole group, SIGKILL after ``grace`` seconds; returns the exit code."""
-        assert self.proc
+        if self.proc is None:
+            self._stopped_before_start = True
+            return -signal.SIGTERM
         if self.proc.returncode is None:
             self._signal_group(signal.SIGTERM)
             try:
