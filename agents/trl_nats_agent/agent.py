@@ -18,6 +18,7 @@ import logging
 import os
 import platform
 import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -123,6 +124,8 @@ class Agent:
         self.topo: Topology | None = None
         self.store: JobStore | None = None
         self.events: EventPublisher | None = None
+        # Unix socket paths are limited to 108 bytes, so they live in a short temp dir, not the workdir
+        self.sock_dir = Path(tempfile.mkdtemp(prefix="trln-"))
 
     # -- lifecycle -------------------------------------------------------------
     async def run(self) -> None:
@@ -156,6 +159,7 @@ class Agent:
             with contextlib.suppress(Exception):
                 await self.topo.agents.delete(self.id)
             await self.nc.close()
+            shutil.rmtree(self.sock_dir, ignore_errors=True)
 
     def stop(self) -> None:
         """Stop claiming; running jobs finish within the drain timeout or are handed back."""
@@ -469,7 +473,7 @@ class Agent:
     def _env(self, job: RunningJob) -> dict[str, str]:
         env = dict(os.environ)
         env["TRL_NATS_DEVICE"] = self.cfg.device
-        env["TRL_NATS_EVENTS_SOCKET"] = str(job.workdir / "events.sock")
+        env["TRL_NATS_EVENTS_SOCKET"] = str(self._socket_path(job))
         env["TRL_NATS_JOB_ID"] = job.spec.job_id
         env["TRL_NATS_ATTEMPT"] = str(job.attempt)
         env["PYTHONUNBUFFERED"] = "1"
@@ -517,7 +521,7 @@ class Agent:
         if job.cancel_reason is not None or job.handed_back:
             return None, None
         sock = EventSocket(
-            job.workdir / "events.sock",
+            self._socket_path(job),
             job_id=job.spec.job_id,
             attempt=job.attempt,
             node=self.cfg.node,
@@ -542,6 +546,10 @@ class Agent:
                 await keepalive
             await sock.close()
         return rc, (f"training exited with code {rc}:\n{job.proc.error_tail()}" if rc != 0 else None)
+
+    def _socket_path(self, job: RunningJob) -> Path:
+        digest = hashlib.sha256(f"{job.spec.job_id}.{job.attempt}".encode()).hexdigest()[:16]
+        return self.sock_dir / f"{digest}.sock"
 
     async def _keepalive(self, job: RunningJob) -> None:
         """Keep the claim alive, write progress, and notice a cancel or a lost claim."""
