@@ -99,13 +99,17 @@ class Progress:
     def show(self, event) -> None:
         if isinstance(event, StatusEvent):
             self._print(f"[{event.state.value}] {event.message}".rstrip())
+        elif isinstance(event, MetricsEvent) and "train_runtime" in event.metrics:
+            m = event.metrics
+            loss = f", mean loss {m['train_loss']:.4f}" if "train_loss" in m else ""
+            self._print(f"trained {event.step} steps in {m['train_runtime']:.1f}s{loss}")
         elif isinstance(event, MetricsEvent):
             self._bar(self.metrics_line(event))
         elif isinstance(event, CheckpointEvent):
             c = event.checkpoint
             self._print(f"checkpoint{' (final)' if c.final else ''} step {c.step} -> {c.path}")
-        elif isinstance(event, LogEvent) and event.level in ("warning", "error"):
-            self._print(f"{event.level}: {event.line}")
+        elif isinstance(event, LogEvent):
+            self._print(event.line if event.level in ("info", "debug") else f"{event.level}: {event.line}")
 
     def metrics_line(self, e: MetricsEvent) -> str:
         now = time.monotonic()
