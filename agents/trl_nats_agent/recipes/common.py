@@ -426,12 +426,6 @@ def _liger_available() -> bool:
 # -- the Trainer hooks --------------------------------------------------------------
 
 
-class _TrainerLike(Protocol):
-    args: Any
-    accelerator: Any
-    is_fsdp_enabled: bool
-
-
 class RecipeTrainerMixin:
     """Mixed into TRL's trainers (``class T(RecipeTrainerMixin, DPOTrainer)``): FSDP2 on CPU, and plain Adam.
 
