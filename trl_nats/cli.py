@@ -509,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--json", action="store_true", help="machine-readable JSON output")
         return sp
 
+    sub.add_parser("agent", help="run the node agent on this machine (see trl-nats agent --help)", add_help=False)
     up = command("up", "run an embedded nats-server and one agent until Ctrl-C", json_flag=False)
     up.add_argument("--state-dir", default=".state/up")
     up.add_argument("--host", default="127.0.0.1")
@@ -566,6 +567,18 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["agent"]:  # the node agent is its own package: hand over its arguments untouched
+        if not agent_available():
+            print(
+                "trl-nats: the agent is not installed here: pip install ./agents (it brings torch and TRL)",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+        from trl_nats_agent.__main__ import main as agent_main
+
+        agent_main(argv[1:])
+        return
     args = build_parser().parse_args(argv)
     try:
         if args.command == "up":

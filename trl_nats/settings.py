@@ -7,6 +7,8 @@ and reconnect behaviour set the same way everywhere.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import ssl
@@ -102,9 +104,14 @@ async def connect(settings: NatsSettings, *, name: str | None = None, **extra: A
     if ctx is not None:
         opts["tls"] = ctx
     opts.update(extra)
+    nc = nats.NATS()
     try:
-        return await nats.connect(**opts)
-    except Exception as exc:  # nats-py raises several unrelated types here
+        # nats-py retries the first connect as long as reconnects (forever here): bound it
+        await asyncio.wait_for(nc.connect(**opts), settings.connect_timeout * 2 + 1)
+        return nc
+    except (Exception, TimeoutError) as exc:  # nats-py raises several unrelated types here
+        with contextlib.suppress(Exception):
+            await nc.close()
         raise ConnectionError(
             f"cannot connect to NATS at {', '.join(settings.servers)}: {exc or type(exc).__name__}. "
             "Check that nats-server is running (trl-nats up starts one) and the credentials."

@@ -129,7 +129,17 @@ class Agent:
 
     # -- lifecycle -------------------------------------------------------------
     async def run(self) -> None:
-        self.nc = await connect(self.settings, name=f"trl-nats-agent {self.id}")
+        while True:  # a node agent outlives broker outages, its first connect included
+            try:
+                self.nc = await connect(self.settings, name=f"trl-nats-agent {self.id}")
+                break
+            except ConnectionError as exc:
+                log.warning("%s; retrying in 2s", exc)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), 2.0)
+                    return
+                except TimeoutError:
+                    continue
         js = self.nc.jetstream(timeout=self.settings.request_timeout)
         self.topo = await ensure_topology(js, self.settings)
         self.store = JobStore(self.topo.jobs)
