@@ -185,3 +185,30 @@ async def test_failing_job_is_retried_then_fails_with_its_output(settings, start
         assert info.state.messages == 0, "nothing may stay in the queue"
     finally:
         await client.close()
+
+
+async def test_sigterm_hands_running_jobs_back_to_the_fleet(settings, start_agent):
+    import signal
+
+    leaving = start_agent("leaving", recipe=NOOP)
+    client = await Client.connect(settings)
+    try:
+        job = await _submit(client, "handed-back", steps="60", step_s="0.1")
+
+        async def owned_by_leaving():
+            rec = await job.status()
+            return rec.state is JobState.in_progress and rec.owner == "leaving" and rec.step > 0
+
+        await _wait_for(owned_by_leaving, "the first agent to start the job", timeout=180)
+        assert leaving.stop(signal.SIGTERM) == 0
+        assert not processes_matching("handed-back"), "the leaving agent's torchrun must be gone"
+        record = await job.status()
+        assert record.state is JobState.scheduled and record.owner is None
+        start_agent("staying", recipe=NOOP)
+        record = await job.wait(timeout=300)
+        assert record.state is JobState.completed and record.allocation[0].agent == "staying"
+        assert record.attempt == 1, "a hand-back is not a failed attempt"
+        messages = [e.message for e in [e async for e in job.events()] if isinstance(e, StatusEvent)]
+        assert any("handed back by leaving" in m for m in messages)
+    finally:
+        await client.close()
