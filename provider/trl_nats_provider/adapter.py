@@ -37,6 +37,7 @@ from trl_nats_provider.config import TrlNatsPostTrainingConfig
 from trl_nats_provider.errors import (
     InvalidTrainingRequest,
     JobUuidInUse,
+    NatsUnavailable,
     TrainingJobFinished,
     TrainingJobNotFound,
 )
@@ -74,7 +75,7 @@ class TrlNatsPostTrainingAdapter:
                         Client.connect(self.config.nats_settings(), name="llama-stack-trl-nats"), wait
                     )
                 except (ConnectionError, TimeoutError) as exc:
-                    raise ConnectionError(
+                    raise NatsUnavailable(
                         f"remote::trl_nats cannot reach NATS at {', '.join(self.config.servers)} "
                         f"({exc or f'no connection within {wait:.0f}s'}): start nats-server, or set the provider's "
                         "servers (TRL_NATS_SERVERS) and credentials in the run config"

@@ -1,17 +1,37 @@
-"""The provider's errors, each mapped to the HTTP status Llama Stack answers with.
+"""The provider's errors, each answered with the HTTP status it names.
 
-Llama Stack turns ``ValueError`` into 400 and its own ``LlamaStackError``
-subclasses into their ``status_code``; the messages go to the caller as the
-response's ``detail``, so each one says what is wrong and what to do.
+Llama Stack 0.6.1 answers cleanly only the exception types it registered a
+handler for (``ConflictError``, ``ResourceNotFoundError``, validation
+errors, ...). Anything else, a plain ``ValueError`` included, goes to the
+catch-all handler, which sends the response and then re-raises, so uvicorn
+resets the connection and clients often see "connection reset" instead of
+the 400. Every error here therefore derives from a handled type, and
+``translate_exception`` answers with its ``status_code`` and message, which
+says what is wrong and what to do.
 """
 
 from __future__ import annotations
 
+import httpx
 from llama_stack_api.common.errors import ConflictError, ResourceNotFoundError
 
 
-class InvalidTrainingRequest(ValueError):
+class _Answered(ConflictError):
+    """Base of errors that carry their own status (ConflictError only for its handler)."""
+
+    status_code: httpx.codes = httpx.codes.CONFLICT
+
+
+class InvalidTrainingRequest(ValueError, _Answered):
     """The request or its dataset cannot be trained on (HTTP 400)."""
+
+    status_code = httpx.codes.BAD_REQUEST
+
+
+class NatsUnavailable(ConnectionError, _Answered):
+    """NATS cannot be reached (HTTP 503): the request may succeed once it is back."""
+
+    status_code = httpx.codes.SERVICE_UNAVAILABLE
 
 
 class TrainingJobNotFound(ResourceNotFoundError):

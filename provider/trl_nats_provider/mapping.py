@@ -47,8 +47,8 @@ from llama_stack_api import (
     TrainingConfig,
 )
 
-from trl_nats.messages import Checkpoint as JobCheckpoint
 from trl_nats.messages import (
+    BadMessage,
     DatasetRef,
     JobKind,
     JobRecord,
@@ -57,7 +57,9 @@ from trl_nats.messages import (
     Resources,
     TrainingParams,
     check_job_id,
+    validate_spec,
 )
+from trl_nats.messages import Checkpoint as JobCheckpoint
 from trl_nats_provider.config import TrlNatsPostTrainingConfig
 from trl_nats_provider.errors import InvalidTrainingRequest
 
@@ -273,7 +275,7 @@ def job_spec(
         raise _bad("the model to train is empty: name a model path or id the agents can load")
     if output_dir is None and config.output_dir is not None:
         output_dir = f"{config.output_dir.rstrip('/')}/{job_uuid}"
-    return JobSpec(
+    spec = JobSpec(
         job_id=job_id(job_uuid),
         kind=kind,
         model=model,
@@ -285,6 +287,10 @@ def job_spec(
         max_attempts=config.max_attempts,
         labels={"submitted_via": "llama-stack", **(labels or {})},
     )
+    try:
+        return validate_spec(spec)
+    except BadMessage as exc:
+        raise _bad(str(exc)) from None
 
 
 def spec_differences(old: JobSpec, new: JobSpec) -> list[str]:
@@ -364,8 +370,8 @@ def training_metrics(ckpt: JobCheckpoint, kind: JobKind) -> PostTrainingMetric |
 
 
 def _epoch(epoch: float) -> int:
-    # completed epochs: TRL reports fractions (1.5 = half way through the second)
-    return max(0, int(math.floor(epoch + 1e-6)))
+    """The 1-based epoch a checkpoint was saved in (TRL counts fractions: 1.5 is half way through the 2nd)."""
+    return max(0, math.ceil(epoch - 1e-6))
 
 
 def checkpoint(record: JobRecord, ckpt: JobCheckpoint) -> Checkpoint:
