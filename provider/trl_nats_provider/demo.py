@@ -1,0 +1,180 @@
+"""DPO through Llama Stack on this machine: ``python -m trl_nats_provider.demo``.
+
+Brings up the embedded default (a nats-server, one agent, a ``llama stack
+run`` server with ``remote::trl_nats``), builds a tiny model, registers the
+shipped preference dataset, calls ``preference_optimize`` through
+``llama-stack-client``, shows live progress until the job completes and
+lists its checkpoints. Everything is stopped at the end, and on Ctrl-C
+(which also cancels the job). State lives under ``--state-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+DATASET_ID = "trl-nats-preferences"
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m trl_nats_provider.demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--state-dir", default=".state/demo", help="where nats, the agent and Llama Stack keep state")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="the agent's device")
+    p.add_argument("--gpus", type=int, default=2, help="processes (GPUs) the job trains on, with FSDP2 when > 1")
+    p.add_argument("--steps", type=int, default=30, help="optimizer steps (max_steps_per_epoch, one epoch)")
+    p.add_argument("--port", type=int, default=0, help="Llama Stack port (default: a free one)")
+    return p.parse_args(argv)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def register_dataset(client: Any, path: Path, dataset_id: str = DATASET_ID) -> int:
+    """Register the rows of a JSON-lines file as a Llama Stack dataset (once: registrations persist)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    existing = {d.identifier for d in client.beta.datasets.list()}
+    if dataset_id not in existing:
+        with warnings.catch_warnings():
+            # the 0.6.1 client marks the datasets API deprecated, yet it is how post_training gets rows
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client.beta.datasets.register(
+                dataset_id=dataset_id, purpose="post-training/messages", source={"type": "rows", "rows": rows}
+            )
+    return len(rows)
+
+
+def job_status(client: Any, job_uuid: str) -> dict[str, Any]:
+    # llama-stack-client 0.6.1's job.status() hits a removed path: use the 0.6.1 route directly
+    return client.get(f"/v1alpha/post-training/jobs/{job_uuid}/status", cast_to=object)
+
+
+def job_artifacts(client: Any, job_uuid: str) -> dict[str, Any]:
+    return client.get(f"/v1alpha/post-training/jobs/{job_uuid}/artifacts", cast_to=object)
+
+
+def cancel_job(client: Any, job_uuid: str) -> None:
+    client.post(f"/v1alpha/post-training/jobs/{job_uuid}/cancel", cast_to=object)
+
+
+def progress_line(status: dict[str, Any]) -> str:
+    res = status.get("resources_allocated") or {}
+    prog = res.get("progress") or {}
+    metrics = prog.get("metrics") or {}
+    total = prog.get("total_steps")
+    parts = [f"step {prog.get('step', 0)}" + (f"/{total}" if total else "")]
+    for key, label in (("loss", "loss"), ("rewards/margins", "reward margin"), ("rewards/accuracies", "accuracy")):
+        if key in metrics:
+            parts.append(f"{label} {metrics[key]:.4f}")
+    return "  ".join(parts)
+
+
+def follow(client: Any, job_uuid: str, poll: float = 1.0) -> dict[str, Any]:
+    """Print state changes and every new step until the job ends; returns the last status."""
+    last_state, last_step = None, -1
+    while True:
+        status = job_status(client, job_uuid)
+        state = status["status"]
+        res = status.get("resources_allocated") or {}
+        if state != last_state:
+            where = ""
+            if res.get("node"):
+                where = f" on node {res['node']} (GPUs {res['gpus']}, agent {res['nodes'][0]['agent']})"
+            say(f"[{job_uuid}] {state}{where}")
+            last_state = state
+        step = (res.get("progress") or {}).get("step", 0)
+        if state == "in_progress" and step != last_step and step > 0:
+            say(f"[{job_uuid}]   {progress_line(status)}")
+            last_step = step
+        if state in TERMINAL:
+            if res.get("error"):
+                say(f"[{job_uuid}] error: {res['error']}")
+            return status
+        time.sleep(poll)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from llama_stack_client import LlamaStackClient
+
+    # importing the 0.6.1 client sets the root logger to INFO (lib/tools/mcp_oauth.py): keep requests quiet
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    from trl_nats_provider.embedded import EmbeddedStack, build_tiny_model, shipped_dataset
+
+    state = Path(args.state_dir).resolve()
+    dataset = shipped_dataset("preferences.jsonl")
+    say(f"state under {state}")
+    say("building a tiny Llama-style model and tokenizer (reused on later runs) ...")
+    model = build_tiny_model(state / "tiny-model", dataset)
+
+    stack = EmbeddedStack(
+        state, device=args.device, slots=args.gpus, gpus_per_node=args.gpus, port=args.port, agent_log_level="WARNING"
+    )
+    job_uuid = f"demo-dpo-{uuid.uuid4().hex[:8]}"
+    client = None
+    finished = False
+    try:
+        say("starting nats-server, one agent and `llama stack run` with remote::trl_nats ...")
+        stack.start()
+        say(f"nats-server {stack.nats_url}; Llama Stack {stack.url} (log {stack.server.log_path})")
+        client = LlamaStackClient(base_url=stack.url, max_retries=0)
+        rows = register_dataset(client, dataset)
+        say(f"registered dataset {DATASET_ID!r}: {rows} preference pairs from {dataset.name}")
+        job = client.alpha.post_training.preference_optimize(
+            job_uuid=job_uuid,
+            finetuned_model=str(model),
+            algorithm_config={"beta": 0.1, "loss_type": "sigmoid"},
+            training_config={
+                "n_epochs": 1,
+                "max_steps_per_epoch": args.steps,
+                "gradient_accumulation_steps": 1,
+                "data_config": {
+                    "dataset_id": DATASET_ID,
+                    "batch_size": 4,
+                    "shuffle": True,
+                    "data_format": "instruct",
+                },
+                "optimizer_config": {"optimizer_type": "adamw", "lr": 5e-4, "weight_decay": 0.0, "num_warmup_steps": 0},
+                "dtype": "fp32",
+            },
+            hyperparam_search_config={},
+            logger_config={},
+        )
+        say(f"preference_optimize -> job {job.job_uuid}; follow it on NATS too:")
+        say(f"  nats --server {stack.nats_url} sub 'trl.events.{job.job_uuid}.>'")
+        say(f"  nats --server {stack.nats_url} kv watch trl_jobs {job.job_uuid}")
+        final = follow(client, job.job_uuid)
+        finished = True
+        artifacts = job_artifacts(client, job.job_uuid)
+        say(f"{len(artifacts['checkpoints'])} checkpoint(s):")
+        for ckpt in artifacts["checkpoints"]:
+            m = ckpt.get("training_metrics") or {}
+            loss = f"  train_loss {m['train_loss']:.4f}" if m.get("train_loss") is not None else ""
+            say(f"  {ckpt['identifier']}  epoch {ckpt['epoch']}  {ckpt['path']}{loss}")
+        return 0 if final["status"] == "completed" else 1
+    except KeyboardInterrupt:
+        say("interrupted: cancelling the job and shutting down ...")
+        if client is not None and not finished:
+            try:
+                cancel_job(client, job_uuid)
+            except Exception as exc:  # not submitted yet, or already over: nothing to cancel
+                say(f"  (no cancel: {exc})")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave children behind
+        stack.stop()
+        say("stopped Llama Stack, the agent and nats-server")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
