@@ -10,6 +10,8 @@ paths, so those three use the raw routes.
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -356,8 +358,9 @@ def test_bad_requests_get_a_400_naming_the_problem_and_nothing_stops(stack, clie
         with pytest.raises(llama_stack_client.BadRequestError) as exc:
             preference_optimize(client, f"ls-bad-{n}", tiny_model, dataset_id, **kw)
         assert exc.value.status_code == 400, name
+        message = exc.value.body["error"]["message"]
         for text in (expected,) if isinstance(expected, str) else expected:
-            assert text in str(exc.value), f"{name}: {exc.value}"
+            assert text in message, f"{name}: {message}"
     assert not [j for j in job_ids(client) if j.startswith("ls-bad-")]
     assert stack.server.healthy() and stack.agent.running
 
@@ -403,3 +406,58 @@ def test_restarted_llama_stack_still_reads_both_jobs(stack, client, dpo_run, can
     assert artifacts(client, "ls-dpo") == before
     assert {"ls-dpo", "ls-long"} <= set(job_ids(client))
     assert "prefs" in {d.identifier for d in client.beta.datasets.list()}
+
+
+# -- the demo: the README's command ------------------------------------------------------------------------
+
+
+def _demo(state: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "trl_nats_provider.demo", "--state-dir", str(state), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _left_behind(state: Path) -> list[str]:
+    """Processes of the demo still alive (nats-server, agent, llama stack, torchrun all name the state dir)."""
+    out = []
+    for pid in processes_matching(str(state)):
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(" ".join(proc.cmdline())[:160])
+        except psutil.Error:
+            continue
+    return out
+
+
+def test_demo_trains_through_llama_stack_and_stops_everything(tmp_path):
+    demo = _demo(tmp_path / "demo", "--steps", "3")
+    out, _ = demo.communicate(timeout=WAIT_S)
+    assert demo.returncode == 0, out
+    assert "preference_optimize -> job demo-dpo-" in out and "completed on node" in out, out
+    assert re.search(r"step [123]\b", out) and "/final" in out, out
+    assert "stopped Llama Stack, the agent and nats-server" in out
+    assert _left_behind(tmp_path / "demo") == []
+
+
+def test_demo_on_ctrl_c_cancels_the_job_and_stops_everything(tmp_path):
+    demo = _demo(tmp_path / "demo", "--steps", "1000")
+    lines = []
+    assert demo.stdout is not None
+    for line in demo.stdout:
+        lines.append(line)
+        if "in_progress" in line:
+            break
+    else:
+        raise AssertionError("the demo ended before its job started:\n" + "".join(lines))
+    demo.send_signal(signal.SIGINT)
+    out, _ = demo.communicate(timeout=WAIT_S)
+    assert demo.returncode == 130, "".join(lines) + out
+    assert "interrupted: cancelling the job" in out and "stopped Llama Stack" in out, out
+    deadline = time.monotonic() + 60
+    while _left_behind(tmp_path / "demo") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _left_behind(tmp_path / "demo") == []

@@ -72,6 +72,8 @@ def progress_line(status: dict[str, Any]) -> str:
     metrics = prog.get("metrics") or {}
     total = prog.get("total_steps")
     parts = [f"step {prog.get('step', 0)}" + (f"/{total}" if total else "")]
+    if "loss" not in metrics and "train_loss" in metrics:  # the run's summary replaces per-step metrics at the end
+        parts.append(f"mean loss {metrics['train_loss']:.4f}")
     for key, label in (("loss", "loss"), ("rewards/margins", "reward margin"), ("rewards/accuracies", "accuracy")):
         if key in metrics:
             parts.append(f"{label} {metrics[key]:.4f}")
@@ -85,16 +87,16 @@ def follow(client: Any, job_uuid: str, poll: float = 1.0) -> dict[str, Any]:
         status = job_status(client, job_uuid)
         state = status["status"]
         res = status.get("resources_allocated") or {}
+        step = (res.get("progress") or {}).get("step", 0)
+        if step != last_step and step > 0:
+            say(f"[{job_uuid}]   {progress_line(status)}")
+            last_step = step
         if state != last_state:
             where = ""
             if res.get("node"):
                 where = f" on node {res['node']} (GPUs {res['gpus']}, agent {res['nodes'][0]['agent']})"
             say(f"[{job_uuid}] {state}{where}")
             last_state = state
-        step = (res.get("progress") or {}).get("step", 0)
-        if state == "in_progress" and step != last_step and step > 0:
-            say(f"[{job_uuid}]   {progress_line(status)}")
-            last_step = step
         if state in TERMINAL:
             if res.get("error"):
                 say(f"[{job_uuid}] error: {res['error']}")
