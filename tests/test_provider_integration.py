@@ -10,11 +10,13 @@ paths, so those three use the raw routes.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import pytest
 from conftest import processes_matching
 from llama_stack_client import LlamaStackClient
 from trl_nats_provider.embedded import EmbeddedStack, build_tiny_model, shipped_dataset
+from trl_nats_provider.stack import SHIPPED_RUN_CONFIG, LlamaStackServer, free_port
 
 from trl_nats.client import Client
 from trl_nats.settings import NatsSettings
@@ -44,9 +47,11 @@ def rows_of(name: str, n: int) -> list[dict[str, Any]]:
 
 def register(client: LlamaStackClient, dataset_id: str, rows: list[dict[str, Any]]) -> None:
     if dataset_id not in {d.identifier for d in client.beta.datasets.list()}:
-        client.beta.datasets.register(
-            dataset_id=dataset_id, purpose="post-training/messages", source={"type": "rows", "rows": rows}
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the 0.6.1 client marks datasets deprecated
+            client.beta.datasets.register(
+                dataset_id=dataset_id, purpose="post-training/messages", source={"type": "rows", "rows": rows}
+            )
 
 
 def training_config(dataset_id: str, steps: int = 4, epochs: int = 1, **extra: Any) -> dict[str, Any]:
@@ -374,26 +379,36 @@ async def test_agent_still_heartbeats_after_bad_requests(stack, agent):
 # -- the walkthrough, and a Llama Stack restart -------------------------------------------------------------
 
 
-def test_walkthrough_example_runs_against_the_running_stack(stack, agent, tiny_model):
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "examples/llama_stack_walkthrough.py"),
-            "--url",
-            stack.url,
-            "--model",
-            str(tiny_model),
-            "--steps",
-            "2",
-            "--job-uuid",
-            "ls-walkthrough",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "checkpoint ls-walkthrough/final" in out.stdout, out.stdout
+def test_walkthrough_runs_against_the_shipped_run_config(stack, client, agent, tiny_model, tmp_path):
+    """The walkthrough's own commands: `llama stack run provider/trl_nats_provider/run.yaml` set by env.
+
+    A second Llama Stack on the same NATS: it sees the other's jobs, and the other sees its job.
+    """
+    env = dict(os.environ, TRL_NATS_SERVERS=stack.nats_url, TRL_NATS_STACK_DIR=str(tmp_path / "stack"))
+    shipped = LlamaStackServer(SHIPPED_RUN_CONFIG, port=free_port(), log_path=tmp_path / "stack.log", env=env)
+    with shipped:
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "examples/llama_stack_walkthrough.py"),
+                "--url",
+                shipped.url,
+                "--model",
+                str(tiny_model),
+                "--steps",
+                "2",
+                "--job-uuid",
+                "ls-walkthrough",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=WAIT_S,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "checkpoint ls-walkthrough/final" in out.stdout, out.stdout
+        other = LlamaStackClient(base_url=shipped.url, max_retries=0)
+        assert set(job_ids(client)) <= set(job_ids(other))
+    assert status(client, "ls-walkthrough")["status"] == "completed"
 
 
 def test_restarted_llama_stack_still_reads_both_jobs(stack, client, dpo_run, cancelled_run):
