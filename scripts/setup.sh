@@ -39,9 +39,14 @@ stamp="$venv/.trl-nats-installed"
 want="$(cat "$root/pyproject.toml" "$root/agents/pyproject.toml" "$root/provider/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing trl-nats, its agent and provider into $venv (first time: a few minutes, ~6 GB with torch)" >&2
-  "$venv/bin/python" -m pip install -q --upgrade pip >&2
-  "$venv/bin/python" -m pip install -q -c "$root/constraints.txt" \
-    -e "$root[dev]" -e "$root/agents[lora]" -e "$root/provider" >&2
+  log="$venv/install.log"
+  if ! { "$venv/bin/python" -m pip install --upgrade pip &&
+         "$venv/bin/python" -m pip install -c "$root/constraints.txt" \
+           -e "$root[dev]" -e "$root/agents[lora]" -e "$root/provider"; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "installing failed; the whole log is in $log" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 echo "$venv"

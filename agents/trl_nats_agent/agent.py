@@ -404,7 +404,8 @@ class Agent:
             job.pending_progress = {
                 "step": event.step,
                 "total_steps": event.total_steps,
-                "last_metrics": event.metrics,
+                # merged: a closing summary event must not hide the last step's loss
+                "last_metrics": {**job.pending_progress.get("last_metrics", {}), **event.metrics},
             }
         elif isinstance(event, CheckpointEvent):
             ckpt = event.checkpoint
@@ -417,7 +418,7 @@ class Agent:
                 JobState.in_progress,
                 owner=self.id,
                 attempt=job.attempt,
-                change=lambda r: {"checkpoints": [*r.checkpoints, ckpt], "step": max(r.step, ckpt.step)},
+                change=lambda r: {"checkpoints": [*r.checkpoints, ckpt]},
             )
         except LostClaim:
             await self._lost_claim(job)
@@ -578,7 +579,7 @@ class Agent:
                     JobState.in_progress,
                     owner=self.id,
                     attempt=job.attempt,
-                    change=lambda r, p=progress: {k: v for k, v in p.items() if not (k == "step" and v < r.step)},
+                    change=lambda r, p=progress: _progress_fields(r, p),
                 )
             except LostClaim:
                 await self._lost_claim(job)
@@ -611,7 +612,7 @@ class Agent:
         progress = job.pending_progress
 
         def change(r: JobRecord) -> dict:
-            fields: dict = {k: v for k, v in progress.items() if not (k == "step" and v < r.step)}
+            fields: dict = _progress_fields(r, progress)
             if to is JobState.scheduled:
                 fields.update(owner=None, allocation=[], error=error)
                 if job.handed_back:
@@ -651,6 +652,18 @@ class Agent:
             else:
                 await job.msg.term()
         log.info("job %s attempt %d -> %s", jid, attempt, to.value)
+
+
+def _progress_fields(record: JobRecord, progress: dict) -> dict:
+    """Record fields for the latest metrics: steps never go backwards, and metrics merge so the
+    run's closing summary (train_runtime, ...) joins the last step's loss instead of replacing it."""
+    if not progress or progress.get("step", 0) < record.step:
+        return {}
+    fields = dict(progress)
+    fields["last_metrics"] = {**record.last_metrics, **progress.get("last_metrics", {})}
+    if fields.get("total_steps") is None:
+        fields.pop("total_steps", None)
+    return fields
 
 
 def _same_fs(a: Path, b: Path) -> bool:
