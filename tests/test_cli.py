@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,9 +103,37 @@ def test_bad_input_gets_a_clear_error_and_exit_code_2(env_for, tmp_path: Path):
 
 
 def test_unreachable_server_says_how_to_fix_it(tmp_path: Path):
-    import os
-
     env = dict(os.environ, TRL_NATS_SERVERS="nats://127.0.0.1:1", TRL_NATS_CONNECT_TIMEOUT="1")
     out = run(env, "jobs", check=False)
     assert out.returncode == 2
     assert "cannot connect to NATS at nats://127.0.0.1:1" in out.stderr and "trl-nats up" in out.stderr
+
+
+def test_up_runs_a_server_and_an_agent_until_interrupted(tmp_path: Path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    up = subprocess.Popen(
+        [*CLI, "up", "--port", str(port), "--state-dir", str(tmp_path / "up"), "--device", "cpu", "--slots", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        for line in up.stdout:
+            lines.append(line)
+            if line.startswith("export TRL_NATS_SERVERS="):
+                break
+        assert f"nats://127.0.0.1:{port}" in "".join(lines)
+        env = dict(os.environ, TRL_NATS_SERVERS=f"nats://127.0.0.1:{port}")
+        for _ in range(100):
+            agents = json.loads("[" + ",".join(run(env, "agents", "--json").stdout.splitlines()) + "]")
+            if agents:
+                break
+            time.sleep(0.3)
+        assert len(agents) == 1 and agents[0]["device"] == "cpu" and len(agents[0]["gpus"]) == 1
+    finally:
+        up.send_signal(signal.SIGINT)
+        rest = up.communicate(timeout=120)[0]
+    assert up.returncode == 0 and "stopped" in rest
