@@ -487,6 +487,7 @@ class Agent:
         env["TRL_NATS_EVENTS_SOCKET"] = str(self._socket_path(job))
         env["TRL_NATS_JOB_ID"] = job.spec.job_id
         env["TRL_NATS_ATTEMPT"] = str(job.attempt)
+        env["TRL_NATS_CACHE_DIR"] = str(self.cfg.state_dir / "cache")  # reference log-probs shared across attempts
         env["PYTHONUNBUFFERED"] = "1"
         if self.cfg.device == "cuda":
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in job.gpus)

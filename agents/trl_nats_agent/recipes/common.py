@@ -43,7 +43,9 @@ from transformers import TrainerCallback
 
 from trl_nats.messages import BadMessage, JobKind, JobSpec, TrainingParams, decode, validate_spec
 
+from . import performance
 from .events import EventEmitter
+from .performance import ModelShape, PerformancePlan
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -57,8 +59,9 @@ CHECKPOINTS_PER_RUN = 4
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 # spec optimizer -> transformers `optim`. "adam" runs torch.optim.Adam (weight decay as an L2 term in the
-# gradient, see RecipeTrainerMixin); with weight_decay 0 it is the same update as AdamW.
-OPTIM_NAMES = {"adamw": "adamw_torch", "adam": "adamw_torch", "sgd": "sgd"}
+# gradient, see RecipeTrainerMixin); with weight_decay 0 it is the same update as AdamW. The fused
+# implementations (one kernel for all parameters; transformers' own default) are what plain TRL runs.
+OPTIM_NAMES = {"adamw": "adamw_torch_fused", "adam": "adamw_torch_fused", "sgd": "sgd"}
 
 
 class RecipeError(Exception):
@@ -303,14 +306,18 @@ def load_tokenizer(spec: JobSpec) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(spec: JobSpec, precision: Precision) -> PreTrainedModel:
+def load_model(spec: JobSpec, precision: Precision, attn_implementation: str | None = None) -> PreTrainedModel:
+    """The model in the training dtype; ``attn_implementation`` None leaves transformers' default (SDPA)."""
     from transformers import AutoModelForCausalLM
 
+    kwargs: dict[str, Any] = {"dtype": precision.load_dtype, "trust_remote_code": spec.trust_remote_code}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            model_path(spec.model), dtype=precision.load_dtype, trust_remote_code=spec.trust_remote_code
-        )
+        return AutoModelForCausalLM.from_pretrained(model_path(spec.model), **kwargs)
     except (OSError, ValueError) as exc:
+        if attn_implementation:  # a model family without that kernel: its default attention will do
+            return load_model(spec, precision)
         raise RecipeError(f"cannot load model {spec.model!r}: {exc}") from None
 
 
@@ -351,15 +358,18 @@ def base_config_kwargs(
     rows: int,
     world_size: int,
     has_eval: bool,
+    plan: PerformancePlan,
     events: EventEmitter,
 ) -> dict[str, Any]:
-    """Every TrainingParams field as keyword arguments for DPOConfig/SFTConfig (method-specific ones aside)."""
+    """Every TrainingParams field as keyword arguments for DPOConfig/SFTConfig (method-specific ones aside).
+
+    The performance fields come from ``plan`` (see ``performance.plan_performance``), which already applied
+    the spec's explicit values.
+    """
     p = spec.params
     steps = total_steps(p, rows, world_size)
     save_steps = p.save_steps or max(1, math.ceil(steps / CHECKPOINTS_PER_RUN))
-    activation_checkpointing = p.activation_checkpointing
-    if activation_checkpointing is None:  # auto: memory matters on GPUs, speed matters on CPU
-        activation_checkpointing = device == "cuda"
+    activation_checkpointing = plan.activation_checkpointing.on
     if p.cpu_offload and not fsdp:
         events.log("cpu_offload needs FSDP (a CUDA job under torchrun): ignored", "warning")
     kwargs: dict[str, Any] = dict(
@@ -397,7 +407,7 @@ def base_config_kwargs(
         kwargs["fsdp"] = True
         kwargs["fsdp_config"] = {
             "version": 2,
-            "reshard_after_forward": True,
+            "reshard_after_forward": plan.reshard_after_forward.on,
             "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
             "state_dict_type": "FULL_STATE_DICT",
             "cpu_offload": bool(p.cpu_offload and device == "cuda"),
@@ -405,22 +415,49 @@ def base_config_kwargs(
         }
         activation_checkpointing = False
     kwargs["gradient_checkpointing"] = kwargs["activation_checkpointing"] = bool(activation_checkpointing)
-    if p.liger:
-        if device != "cuda":
-            events.log("liger kernels need CUDA: ignored on CPU")
-        elif _liger_available():
-            kwargs["use_liger_kernel"] = True
-        else:
-            events.log("liger requested but liger-kernel is not installed: ignored", "warning")
+    kwargs["use_liger_kernel"] = plan.liger.on
     return kwargs
 
 
-def _liger_available() -> bool:
-    try:
-        import liger_kernel  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def plan_performance(
+    spec: JobSpec,
+    model: PreTrainedModel,
+    *,
+    device: str,
+    precision: Precision,
+    dist_info: DistInfo,
+    fsdp: bool,
+    rows: int,
+    uses_reference: bool,
+    trainable: bool,
+    events: EventEmitter,
+) -> PerformancePlan:
+    """Decide the performance settings the spec leaves open, for this model on this node; log each and why."""
+    shape = ModelShape.of(model)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dist_info.world_size))
+    plan = performance.plan_performance(
+        spec.params,
+        shape,
+        device=device,
+        weight_bytes=precision.load_dtype.itemsize,
+        activation_bytes=2 if (precision.bf16 or precision.fp16) else precision.load_dtype.itemsize,
+        world_size=dist_info.world_size,
+        local_world_size=local_world,
+        fsdp=fsdp,
+        rows=rows,
+        steps=total_steps(spec.params, rows, dist_info.world_size),
+        device_memory=performance.device_memory_bytes(device, dist_info.local_rank, local_world),
+        liger_supported=device == "cuda" and performance.liger_supports(shape.model_type),
+        uses_reference=uses_reference,
+        trainable=trainable,
+    )
+    attention = getattr(model.config, "_attn_implementation", None) or "default"
+    precision_name = "bf16" if precision.bf16 else "fp16 autocast" if precision.fp16 else str(precision.load_dtype)
+    events.log(f"performance: {shape.params:,} parameters, {precision_name}, attention {attention}")
+    for line in plan.lines():
+        warned = line.endswith(": ignored") and spec.params.liger
+        events.log(f"performance: {line}", "warning" if warned else "info")
+    return plan
 
 
 # -- the Trainer hooks --------------------------------------------------------------

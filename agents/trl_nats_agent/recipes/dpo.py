@@ -9,29 +9,114 @@ Rows: ``{"prompt", "chosen", "rejected"}`` as strings, or as message lists
 The policy is loaded here; the reference model is left to TRL, which loads
 it again from ``model.config._name_or_path`` (an absolute path for a local
 model). With several ranks both are sharded with FSDP2 (see
-``common.RecipeTrainerMixin`` for how that works on CPU too). With
-``precompute_ref`` the reference log-probabilities are computed once before
-training and the reference model is freed.
+``common.RecipeTrainerMixin`` for how that works on CPU too).
+
+With ``precompute_ref`` (by default whenever the run uses at least half the
+dataset: see ``performance``) the reference log-probabilities are computed
+once, before training, by the initial policy itself, and no reference model
+is kept; they are cached (``ref_cache``) so that a retried attempt or another
+job on the same dataset and model reads them instead. TRL tokenizes the
+dataset on rank 0 first (``global_then_local_main_first``) into the Arrow
+cache under ``OUTPUT_DIR``, and the other ranks, and later attempts, load it.
 
 The command line, environment, exit codes and output layout are in ``common``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+import torch
 from trl import DPOConfig, DPOTrainer
 
 from trl_nats.messages import JobKind
 
-from . import common
+from . import common, performance, ref_cache
 from .common import RecipeArgs, RecipeTrainerMixin
 from .events import EventEmitter
+from .ref_cache import RefLogpsCache
+
+
+@dataclass(frozen=True)
+class CachedReference:
+    """Where the precomputed reference log-probs of each dataset split live: split name -> (key, key inputs)."""
+
+    cache: RefLogpsCache
+    keys: dict[str, tuple[str, dict[str, Any]]]
+    log: Callable[[str], None]
+
+    @property
+    def model_hash(self) -> str:
+        return self.keys["train"][0]
+
+
+@contextlib.contextmanager
+def _trl_model_hash(value: str | None) -> Iterator[None]:
+    """TRL keys its own precompute cache on a SHA-256 of every reference weight: seconds for a 1 B model, on
+    every attempt. Our cache key already names the model and everything else that matters, so TRL gets it."""
+    if value is None:
+        yield
+        return
+    import trl.trainer.dpo_trainer as trl_dpo
+
+    saved = trl_dpo.hash_module
+    trl_dpo.hash_module = lambda _module: value
+    try:
+        yield
+    finally:
+        trl_dpo.hash_module = saved
 
 
 class _DPOTrainer(RecipeTrainerMixin, DPOTrainer):
-    """TRL's DPOTrainer with FSDP2 on CPU and plain Adam (see RecipeTrainerMixin)."""
+    """TRL's DPOTrainer with FSDP2 on CPU, plain Adam (see RecipeTrainerMixin), and cached reference log-probs."""
+
+    def __init__(self, *args: Any, reference: CachedReference | None = None, **kwargs: Any) -> None:
+        self.reference = reference
+        with _trl_model_hash(reference.model_hash if reference else None):
+            super().__init__(*args, **kwargs)
+
+    def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
+        """TRL's precompute, behind the shared cache. Rank 0 decides hit or miss for every rank: the miss path
+        runs collectives, so ranks must never disagree (another job may write the file meanwhile)."""
+        from accelerate.utils import broadcast_object_list
+        from datasets import Dataset, concatenate_datasets
+
+        entry = self.reference.keys.get(name) if self.reference else None
+        if entry is None:  # a dataset handed to evaluate() later: TRL's own path
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+        key, inputs = entry
+        cache = self.reference.cache
+        hit = [cache.load(key, len(dataset)) is not None if self.accelerator.is_main_process else None]
+        broadcast_object_list(hit, from_process=0)
+        start = time.monotonic()
+        if hit[0]:
+            loaded = cache.load(key, len(dataset))
+            if loaded is None:
+                raise RuntimeError(f"reference log-probs {cache.path(key)} vanished while being read")
+            chosen, rejected = loaded
+            self.reference.log(f"reference log-probs for {name}: {len(dataset)} pairs read from {cache.path(key)}")
+        else:
+            with_ref = super()._precompute_ref_logps(dataset, name, batch_size).with_format("numpy")
+            chosen = torch.from_numpy(np.asarray(with_ref["ref_chosen_logps"], dtype=np.float32))
+            rejected = torch.from_numpy(np.asarray(with_ref["ref_rejected_logps"], dtype=np.float32))
+            if self.accelerator.is_main_process:
+                cache.store(key, chosen, rejected, inputs)
+            self.accelerator.wait_for_everyone()
+            self.reference.log(
+                f"reference log-probs for {name}: {len(dataset)} pairs computed in {time.monotonic() - start:.1f} s, "
+                f"cached at {cache.path(key)}"
+            )
+        # Both paths build the columns the same way, from float32, so a cached run trains on identical inputs.
+        columns = Dataset.from_dict({"ref_chosen_logps": chosen.numpy(), "ref_rejected_logps": rejected.numpy()})
+        return concatenate_datasets([dataset, columns], axis=1)
 
 
 class DPORecipe:
@@ -59,9 +144,22 @@ class DPORecipe:
         precision = common.choose_precision(params, self.device, self.events)
         tokenizer = common.load_tokenizer(spec)
         common.check_chat_template(tokenizer, conversational, spec)
-        model = common.load_model(spec, precision)
+        attention = performance.attention_implementation(self.device, precision.bf16 or precision.fp16)
+        model = common.load_model(spec, precision, attention)
 
         fsdp = common.use_fsdp(params, self.device, self.dist)
+        plan = common.plan_performance(
+            spec,
+            model,
+            device=self.device,
+            precision=precision,
+            dist_info=self.dist,
+            fsdp=fsdp,
+            rows=rows,
+            uses_reference=True,
+            trainable=True,
+            events=self.events,
+        )
         config_kwargs = common.base_config_kwargs(
             spec,
             output_dir=args.output,
@@ -71,16 +169,19 @@ class DPORecipe:
             rows=rows,
             world_size=self.dist.world_size,
             has_eval=evaluation is not None,
+            plan=plan,
             events=self.events,
         )
-        precompute_ref = bool(params.precompute_ref)  # None: off until measured to pay for itself on GPUs
         config = DPOConfig(
             **config_kwargs,
             beta=params.beta,
             loss_type=[params.loss_type],
-            precompute_ref_log_probs=precompute_ref,
+            precompute_ref_log_probs=plan.precompute_ref.on,
             trust_remote_code=spec.trust_remote_code,
         )
+        reference = None
+        if plan.precompute_ref.on:
+            reference = self._cached_reference(config, tokenizer, model, precision, conversational)
         self.trainer = _DPOTrainer(
             model=model,
             ref_model=None,  # TRL reloads the reference from model.config._name_or_path
@@ -90,11 +191,52 @@ class DPORecipe:
             processing_class=tokenizer,
             callbacks=[common.EventsCallback(self.events, self.dist)],
             optimizer_name=params.optimizer,
+            reference=reference,
         )
         self.events.log(
             f"model ready: {'FSDP2 over ' + str(self.dist.world_size) + ' ranks' if fsdp else 'single replica'}, "
             f"save every {config.save_steps} steps"
         )
+
+    def _cached_reference(
+        self, config: DPOConfig, tokenizer, model, precision: common.Precision, conversational: bool
+    ) -> CachedReference:
+        """The cache keys of the reference log-probs: every input that changes them, and nothing else."""
+        import transformers
+        import trl
+
+        model_id = ref_cache.model_identity(
+            common.model_path(self.spec.model), getattr(model.config, "_commit_hash", None)
+        )
+        template = getattr(tokenizer, "chat_template", None)
+        tokenization = {
+            "trl": trl.__version__,
+            "max_length": config.max_length,
+            "truncation_mode": config.truncation_mode,
+            "ld_alpha": config.ld_alpha,
+            "conversational": conversational,
+            "chat_template": hashlib.sha256(str(template).encode()).hexdigest() if template else None,
+            "special_tokens": [tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token],
+        }
+        numerics = {
+            "device": self.device,
+            "dtype": str(precision.load_dtype),
+            "autocast": "bf16" if precision.bf16 else "fp16" if precision.fp16 else None,
+            "liger": bool(config.use_liger_kernel),
+            "attention": getattr(model.config, "_attn_implementation", None),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        }
+        keys = {}
+        for name, path in (("train", self.args.dataset), ("eval", self.args.eval_dataset)):
+            if path is not None:
+                keys[name] = ref_cache.reference_key(
+                    dataset_sha256=ref_cache.file_sha256(path),
+                    model=model_id,
+                    tokenization=tokenization,
+                    numerics=numerics,
+                )
+        return CachedReference(RefLogpsCache(ref_cache.cache_root(self.args.output)), keys, self.events.log)
 
     def train(self) -> None:
         assert self.trainer is not None

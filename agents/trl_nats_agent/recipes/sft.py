@@ -26,7 +26,7 @@ from trl import SFTConfig, SFTTrainer
 
 from trl_nats.messages import JobKind, JobSpec
 
-from . import common
+from . import common, performance
 from .common import RecipeArgs, RecipeError, RecipeTrainerMixin
 from .events import EventEmitter
 
@@ -81,10 +81,23 @@ class SFTRecipe:
         self.precision = precision = common.choose_precision(params, self.device, self.events)
         tokenizer = common.load_tokenizer(spec)
         common.check_chat_template(tokenizer, conversational, spec)
-        model = common.load_model(spec, precision)
+        attention = performance.attention_implementation(self.device, precision.bf16 or precision.fp16)
+        model = common.load_model(spec, precision, attention)
         peft_config = lora_config(spec) if params.lora is not None else None
 
         fsdp = common.use_fsdp(params, self.device, self.dist)
+        plan = common.plan_performance(
+            spec,
+            model,
+            device=self.device,
+            precision=precision,
+            dist_info=self.dist,
+            fsdp=fsdp,
+            rows=rows,
+            uses_reference=False,
+            trainable=params.lora is None,
+            events=self.events,
+        )
         config_kwargs = common.base_config_kwargs(
             spec,
             output_dir=args.output,
@@ -94,6 +107,7 @@ class SFTRecipe:
             rows=rows,
             world_size=self.dist.world_size,
             has_eval=evaluation is not None,
+            plan=plan,
             events=self.events,
         )
         config = SFTConfig(
