@@ -57,8 +57,17 @@ async def _run_once(settings: NatsSettings, work: Path, spec_path: Path, model: 
         await sock.start()
         env["TRL_NATS_EVENTS_SOCKET"] = str(work / f"{tag}.sock")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(HERE / "timed_dpo.py"), "--spec", str(spec_path), "--dataset", str(DATA),
-        "--output", str(out), env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        str(HERE / "timed_dpo.py"),
+        "--spec",
+        str(spec_path),
+        "--dataset",
+        str(DATA),
+        "--output",
+        str(out),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await proc.communicate()
     if proc.returncode != 0:
@@ -76,13 +85,23 @@ def bench_dpo_overhead(settings: NatsSettings, state: Path, steps: int, rounds: 
 
     work = Path(tempfile.mkdtemp(dir=state, prefix="dpo-overhead-"))
     model = work / "tiny-model"
-    subprocess.run([sys.executable, "-m", "trl_nats_agent.tiny", str(model), "--dataset", str(DATA)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "trl_nats_agent.tiny", str(model), "--dataset", str(DATA)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     spec = JobSpec(
-        job_id="overhead", model=str(model), dataset={"object": "sha256-" + "0" * 64, "sha256": "0" * 64,
-                                                      "rows": 0, "bytes": 0},
-        params=TrainingParams(max_steps=steps, per_device_batch_size=4, learning_rate=5e-4, max_length=256,
-                              save_steps=10_000, shuffle=False),
+        job_id="overhead",
+        model=str(model),
+        dataset={"object": "sha256-" + "0" * 64, "sha256": "0" * 64, "rows": 0, "bytes": 0},
+        params=TrainingParams(
+            max_steps=steps,
+            per_device_batch_size=4,
+            learning_rate=5e-4,
+            max_length=256,
+            save_steps=10_000,
+            shuffle=False,
+        ),
     )
     spec_path = work / "spec.json"
     spec_path.write_bytes(encode(spec))

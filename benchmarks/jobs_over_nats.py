@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,8 +45,21 @@ def pct(values: list[float], p: float) -> float:
 async def bench_claim(settings: NatsSettings, state: Path, n: int) -> dict:
     env = dict(os.environ, TRL_NATS_SERVERS=",".join(settings.servers), PYTHONUNBUFFERED="1")
     agent = subprocess.Popen(
-        [sys.executable, "-m", "trl_nats_agent", "--state-dir", str(state / "agent"), "--device", "cpu",
-         "--slots", "1", "--recipe-override", "inline:noop", "--log-level", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "trl_nats_agent",
+            "--state-dir",
+            str(state / "agent"),
+            "--device",
+            "cpu",
+            "--slots",
+            "1",
+            "--recipe-override",
+            "inline:noop",
+            "--log-level",
+            "WARNING",
+        ],
         env=env,
     )
     client = await Client.connect(settings)
@@ -83,10 +95,8 @@ async def bench_claim(settings: NatsSettings, state: Path, n: int) -> dict:
 
 
 async def bench_relay(settings: NatsSettings, state: Path, n: int) -> dict:
-    from trl_nats_agent.recipes.events import EventEmitter
-    from trl_nats_agent.relay import EventSocket
-
     import nats
+    from trl_nats_agent.relay import EventSocket
 
     nc = await nats.connect(settings.servers)
     js = nc.jetstream()

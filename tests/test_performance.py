@@ -1,6 +1,7 @@
 """The recipe's automatic performance choices keep training correct, and the work they save stays saved.
 
-- The rules (``performance.plan_performance``): pure functions, checked against the measured H200 baseline.
+(The rules themselves are unit-tested in test_performance_plan.py.)
+
 - Correctness on CPU, tiny model, real recipe processes: with the reference precomputed the per-step
   losses equal the live-reference run's (``PRECOMPUTED_TOLERANCE``); read back from the cache they are
   bit-identical to the run that computed them; with activation checkpointing they stay within
@@ -31,9 +32,10 @@ from test_recipe import (
     write_jsonl,
     write_spec,
 )
-from trl_nats_agent.recipes.performance import GIB, ModelShape, estimate_memory, plan_performance
 
 from trl_nats.messages import JobKind, TrainingParams
+
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -46,87 +48,6 @@ PRECOMPUTED_TOLERANCE = 1e-6
 SETTINGS_TOLERANCE = 1e-5
 # bf16 autocast and fused kernels against float32: a loss near log(2) moves in the third decimal.
 GPU_TOLERANCE = 2e-2
-
-# The measured baseline's model (FACTS.md, GPU section): hidden 2048, 16 layers, vocab 32000.
-BASELINE_SHAPE = ModelShape(params=1_100_048_384, layers=16, hidden=2048, model_type="llama")
-H100 = 80 * GIB
-
-
-def _plan(params: TrainingParams, shape: ModelShape = BASELINE_SHAPE, **over):
-    kwargs = dict(
-        device="cuda", weight_bytes=2, activation_bytes=2, world_size=1, local_world_size=1, fsdp=False,
-        rows=272, steps=30, device_memory=H100, liger_supported=True, uses_reference=True,
-    )  # fmt: skip
-    kwargs.update(over)
-    return plan_performance(params, shape, **kwargs)
-
-
-# -- the rules ------------------------------------------------------------------------------
-
-
-def test_memory_estimate_matches_the_measured_baseline():
-    """FACTS.md: 11.3 GiB with checkpointing, 22.3 GiB without (live reference, bf16, 8 pairs x 512)."""
-    est = estimate_memory(
-        BASELINE_SHAPE, batch_pairs=8, max_length=512, weight_bytes=2, activation_bytes=2, shards=1,
-        live_reference=True,
-    )  # fmt: skip
-    without = (est.states + est.reference + est.activations) / GIB
-    with_ckpt = (est.states + est.reference + est.activations_checkpointed) / GIB
-    assert abs(without - 22.3) / 22.3 < 0.10, without
-    assert abs(with_ckpt - 11.3) / 11.3 < 0.15, with_ckpt
-
-
-def test_checkpointing_is_on_only_when_the_estimate_does_not_fit():
-    fits = _plan(TrainingParams(per_device_batch_size=8, max_length=520))
-    assert not fits.activation_checkpointing.on and "fits" in fits.activation_checkpointing.reason
-    big = _plan(TrainingParams(per_device_batch_size=16, max_length=4096))
-    assert big.activation_checkpointing.on and "exceeds" in big.activation_checkpointing.reason
-    small_gpu = _plan(TrainingParams(per_device_batch_size=8, max_length=520), device_memory=16 * GIB)
-    assert small_gpu.activation_checkpointing.on
-    # sharding the states over 8 ranks makes room again
-    sharded = _plan(
-        TrainingParams(per_device_batch_size=8, max_length=520), device_memory=16 * GIB, world_size=8,
-        local_world_size=8, fsdp=True,
-    )  # fmt: skip
-    assert not sharded.activation_checkpointing.on
-    unknown = _plan(TrainingParams(), ModelShape(params=10**9, layers=None, hidden=None, model_type="x"))
-    assert unknown.activation_checkpointing.on  # no estimate on a GPU: the safe side
-
-
-def test_explicit_spec_values_always_win():
-    forced = _plan(TrainingParams(activation_checkpointing=True, precompute_ref=False, liger=False))
-    assert forced.activation_checkpointing.on and not forced.precompute_ref.on and not forced.liger.on
-    assert all("job spec" in c.reason for c in (forced.activation_checkpointing, forced.precompute_ref, forced.liger))
-    off = _plan(TrainingParams(activation_checkpointing=False, per_device_batch_size=64, max_length=8192))
-    assert not off.activation_checkpointing.on
-
-
-def test_liger_where_the_family_has_kernels_and_only_on_cuda():
-    assert _plan(TrainingParams()).liger.on
-    assert not _plan(TrainingParams(), liger_supported=False).liger.on
-    cpu = _plan(TrainingParams(liger=True), device="cpu", device_memory=32 * GIB)
-    assert not cpu.liger.on and "CUDA" in cpu.liger.reason
-
-
-def test_reference_is_precomputed_when_the_run_uses_most_of_the_dataset():
-    assert _plan(TrainingParams(max_steps=30, per_device_batch_size=8), rows=272).precompute_ref.on  # 240 of 272
-    assert not _plan(TrainingParams(max_steps=10, per_device_batch_size=8), rows=10_000).precompute_ref.on
-    assert _plan(TrainingParams(epochs=1), rows=10_000, steps=5000).precompute_ref.on
-    assert not _plan(TrainingParams(), uses_reference=False).precompute_ref.on  # SFT
-
-
-def test_fsdp2_keeps_gathered_weights_only_on_one_gpu_node_with_room():
-    params = TrainingParams(per_device_batch_size=8, max_length=520)
-    one_node = _plan(params, world_size=8, local_world_size=8, fsdp=True)
-    assert not one_node.reshard_after_forward.on
-    two_nodes = _plan(params, world_size=16, local_world_size=8, fsdp=True)
-    assert two_nodes.reshard_after_forward.on
-    cpu = _plan(params, device="cpu", world_size=2, local_world_size=2, fsdp=True)
-    assert cpu.reshard_after_forward.on
-    tight = _plan(params, world_size=8, local_world_size=8, fsdp=True, device_memory=6 * GIB)
-    assert tight.reshard_after_forward.on
-
-
 # -- correctness on CPU: real recipe runs ------------------------------------------------------
 
 
@@ -329,3 +250,25 @@ def test_gpu_defaults_track_float32_live_reference(workspace: Path, tiny_model: 
         finally:
             sink.close()
     assert _max_diff(results["auto"], results["fp32"]) < GPU_TOLERANCE
+
+
+# -- the benchmark ------------------------------------------------------------------------------
+
+
+def test_gpu_benchmark_runs_on_cpu_with_the_tiny_model(tmp_path: Path):
+    """benchmarks/gpu_dpo.py --tiny: plain TRL and a job through a real agent train the same steps to the same
+    losses (float32 on CPU: TRL's live reference and checkpointing against our precomputed reference)."""
+    env = recipe_env(None)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_dpo.py"), "--tiny", "--out", str(tmp_path)], env=env,
+        cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    assert_ok(proc)
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    base, ours, summary = lines[-3], lines[-2], lines[-1]
+    assert (base["side"], ours["side"], summary["figure"]) == ("trl_defaults", "trl_nats", "gpu_dpo")
+    assert base["flops_per_token"] == "8N" and ours["flops_per_token"] == "6N"
+    assert len(base["losses"]) == len(ours["losses"]) == 6
+    assert summary["max_step_loss_diff"] < PRECOMPUTED_TOLERANCE, (base["losses"], ours["losses"])
+    assert summary["tokens_per_s_trl_defaults"] > 0 and summary["tokens_per_s_trl_nats"] > 0
+    assert summary["goal_met"] is None  # CPU figures never count for the GPU goal
