@@ -200,7 +200,8 @@ def run_baseline(work: Path, model_dir: Path, rows_path: Path, shape: Shape, tag
 # -- side 2: our recipe, through a real nats-server and agent -------------------------------------
 
 
-def start_agent(work: Path, url: str, cuda: bool, stats_out: Path) -> subprocess.Popen:
+def start_agent(work: Path, url: str, cuda: bool, stats_out: Path, tag: str) -> subprocess.Popen:
+    """A fresh agent state dir each round: every round starts with an empty reference log-prob cache."""
     path = [str(HERE), str(REPO), str(REPO / "agents"), os.environ.get("PYTHONPATH", "")]
     env = dict(
         os.environ,
@@ -209,7 +210,7 @@ def start_agent(work: Path, url: str, cuda: bool, stats_out: Path) -> subprocess
         PYTHONUNBUFFERED="1",
         STEP_STATS_OUT=str(stats_out),
     )
-    cmd = [sys.executable, "-m", "trl_nats_agent", "--state-dir", str(work / "agent"), "--agent-id", "bench",
+    cmd = [sys.executable, "-m", "trl_nats_agent", "--state-dir", str(work / f"agent-{tag}"), "--agent-id", "bench",
            "--recipe-override", "timed_dpo", "--log-level", "WARNING"]  # fmt: skip
     cmd += ["--device", "cuda", "--gpus", "0"] if cuda else ["--device", "cpu", "--slots", "1"]
     log = open(work / "agent.log", "ab")
@@ -262,7 +263,7 @@ async def submit_job(url: str, model_dir: Path, rows_path: Path, shape: Shape, t
 
 def run_ours(work: Path, url: str, model_dir: Path, rows_path: Path, shape: Shape, cuda: bool, tag: str) -> dict:
     stats_out = work / f"ours-{tag}.json"
-    agent = start_agent(work, url, cuda, stats_out)
+    agent = start_agent(work, url, cuda, stats_out, tag)
     try:
         result = asyncio.run(submit_job(url, model_dir, rows_path, shape, tag))
     finally:
@@ -377,6 +378,10 @@ def main() -> None:
         "mfu_trl_nats": mfu,
         "mfu_trl_defaults": statistics.median(f["mfu"] for f in base) if base[0]["mfu"] is not None else None,
         "peak_tflops": peak_for(device, args.peak_tflops),
+        "submit_to_first_step_s_trl_defaults": statistics.median(f["submit_to_first_step_s"] for f in base),
+        "submit_to_first_step_s_trl_nats": statistics.median(f["submit_to_first_step_s"] for f in ours),
+        "peak_mem_gib_trl_defaults": base[0]["peak_mem_gib"],
+        "peak_mem_gib_trl_nats": ours[0]["peak_mem_gib"],
         "max_step_loss_diff": round(loss_diff, 6),
         "goal": f">= {GOAL_SPEEDUP}x tokens/s and >= {GOAL_MFU:.0%} MFU on one H100/H200",
         "goal_met": (speedup >= GOAL_SPEEDUP and mfu is not None and mfu >= GOAL_MFU) if counts else None,
