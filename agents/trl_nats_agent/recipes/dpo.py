@@ -94,13 +94,15 @@ class _DPOTrainer(RecipeTrainerMixin, DPOTrainer):
             return super()._precompute_ref_logps(dataset, name, batch_size)
         key, inputs = entry
         cache = self.reference.cache
-        hit = [cache.load(key, len(dataset)) is not None if self.accelerator.is_main_process else None]
+        loaded = cache.load(key, len(dataset)) if self.accelerator.is_main_process else None
+        hit = [loaded is not None]
         broadcast_object_list(hit, from_process=0)
         start = time.monotonic()
         if hit[0]:
-            loaded = cache.load(key, len(dataset))
+            if loaded is None:  # not rank 0: the file rank 0 read is there (cache files are never removed)
+                loaded = cache.load(key, len(dataset))
             if loaded is None:
-                raise RuntimeError(f"reference log-probs {cache.path(key)} vanished while being read")
+                raise RuntimeError(f"reference log-probs {cache.path(key)} could not be read on this rank")
             chosen, rejected = loaded
             self.reference.log(f"reference log-probs for {name}: {len(dataset)} pairs read from {cache.path(key)}")
         else:

@@ -209,19 +209,20 @@ def plan_performance(
 
 
 def _liger_choice(requested: bool | None, device: str, supported: bool, model_type: str) -> Choice:
+    if requested is False:
+        return Choice(False, "set in the job spec")
     if device != "cuda":
-        return Choice(False, "liger kernels are Triton kernels and need CUDA: ignored on CPU")
-    if not supported:
+        why = "its Triton kernels need CUDA"
+    elif not supported:
         installed = importlib.util.find_spec("liger_kernel") is not None
         why = (
             f"liger-kernel has no kernels for model type {model_type!r}"
             if installed
             else "liger-kernel is not installed (pip install 'trl-nats-agent[gpu]')"
         )
-        return Choice(False, why + (": ignored" if requested else ""))
-    if requested is not None:
-        return Choice(requested, "set in the job spec")
-    return Choice(True, f"supported for {model_type} on CUDA")
+    else:
+        return Choice(True, "set in the job spec" if requested else f"supported for {model_type} on CUDA")
+    return Choice(False, why + (": ignored" if requested else ""))
 
 
 def _precompute_choice(params: TrainingParams, uses_reference: bool, rows: int, steps: int, world_size: int) -> Choice:
