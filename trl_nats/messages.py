@@ -155,11 +155,15 @@ class JobSpec(Struct, forbid_unknown_fields=True, kw_only=True):
 class Checkpoint(Struct, forbid_unknown_fields=True, kw_only=True):
     step: NonNegInt
     epoch: NonNegFloat
-    path: str
+    path: str  # where the trainer wrote it, on ``node``
     node: str
     created_at: float = field(default_factory=now)
     metrics: dict[str, float] = field(default_factory=dict)
     final: bool = False
+    # where any agent can fetch it from to resume: a directory path, or nats-obj://<bucket>/<object>
+    location: str | None = None
+    sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
+    bytes: NonNegInt | None = None
 
 
 class Allocation(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -186,7 +190,11 @@ class JobRecord(Struct, forbid_unknown_fields=True, kw_only=True):
     finished_at: float | None = None
     updated_at: float = field(default_factory=now)
     allocation: list[Allocation] = field(default_factory=list)
-    checkpoints: list[Checkpoint] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)  # every checkpoint event, in order
+    # the newest checkpoint that is complete and stored (has a location): a new attempt resumes from it
+    latest_checkpoint: Checkpoint | None = None
+    # claims so far, hand-backs included (attempt counts only failed tries): numbers event message ids
+    runs: NonNegInt = 0
     last_metrics: dict[str, float] = field(default_factory=dict)
     step: NonNegInt = 0
     total_steps: NonNegInt | None = None

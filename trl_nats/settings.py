@@ -41,6 +41,10 @@ class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     replicas: int = 1
     events_max_age_s: float = 30 * 24 * 3600.0
     agent_ttl_s: float = 15.0
+    # a claimed job's message is redelivered this long after its agent stops keeping it alive
+    ack_wait_s: float = 30.0
+    # JetStream's safety net on redeliveries (the job's max_attempts decides retries); then an advisory
+    max_deliver: int = 50
 
     @property
     def names(self) -> Names:

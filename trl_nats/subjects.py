@@ -80,5 +80,7 @@ class Names:
         """Durable pull consumer shared by every agent that serves ``pool``."""
         return f"pool-{pool}"
 
-    def event_msg_id(self, job_id: str, attempt: int, seq: int) -> str:
-        return f"{job_id}.{attempt}.{seq}"
+    def event_msg_id(self, job_id: str, run: int, seq: int) -> str:
+        """Nats-Msg-Id of event ``seq`` of a job's ``run``-th claim: unique per claim, so a retried publish
+        lands once and a re-claim after a hand-back (same attempt number) is never taken for a duplicate."""
+        return f"{job_id}.{run}.{seq}"

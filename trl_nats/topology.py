@@ -33,9 +33,9 @@ from trl_nats.settings import NatsSettings
 
 log = logging.getLogger(__name__)
 
-# A claimed job keeps its message in flight with in_progress() well inside this.
+# Defaults; NatsSettings.ack_wait_s / max_deliver set them. A claimed job keeps its message in flight
+# with in_progress() well inside ack_wait. max_deliver is a safety net: the job's max_attempts decides.
 ACK_WAIT_S = 30.0
-# Safety net only: the job's own max_attempts (in KV) decides retries.
 MAX_DELIVER = 50
 SUBMIT_DEDUP_WINDOW_S = 24 * 3600.0
 EVENTS_DEDUP_WINDOW_S = 10 * 60.0
@@ -125,8 +125,8 @@ async def ensure_pool_consumer(js: JetStreamContext, settings: NatsSettings, poo
         filter_subject=n.submit(pool),
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
-        ack_wait=ACK_WAIT_S,
-        max_deliver=MAX_DELIVER,
+        ack_wait=settings.ack_wait_s,
+        max_deliver=settings.max_deliver,
         max_ack_pending=-1,
     )
     try:

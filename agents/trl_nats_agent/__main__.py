@@ -13,6 +13,7 @@ from pathlib import Path
 from trl_nats.settings import add_connection_args, settings_from_args
 from trl_nats_agent.agent import Agent, AgentConfig
 from trl_nats_agent.capacity import cpu_slots, discover_gpus
+from trl_nats_agent.checkpoints import DEFAULT_MAX_BYTES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +41,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--cancel-grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL on cancel")
     p.add_argument("--heartbeat", type=float, default=3.0, help="seconds between heartbeats")
+    p.add_argument(
+        "--checkpoint-store",
+        default=os.environ.get("TRL_NATS_CHECKPOINT_STORE", "local"),
+        help="where checkpoints are kept for resume: 'local' (where the trainer wrote them), 'nats' (the "
+        "artifacts object store, so any agent can resume), or a shared directory (default local)",
+    )
+    p.add_argument(
+        "--checkpoint-max-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        help="largest checkpoint the nats store takes (default 2 GiB)",
+    )
+    p.add_argument(
+        "--output-root",
+        help="job outputs must stay inside this directory (default <state-dir>/outputs)",
+    )
+    p.add_argument(
+        "--model-root",
+        action="append",
+        default=[],
+        help="a directory local model paths must be under (repeatable; default: any path)",
+    )
+    p.add_argument(
+        "--allow-remote-code",
+        action="store_true",
+        help="run jobs that ask for trust_remote_code (executes Python from model repositories)",
+    )
     p.add_argument("--recipe-override", help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO")
     add_connection_args(p)
@@ -70,6 +98,11 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
         cancel_grace_s=args.cancel_grace,
         drain_timeout_s=args.drain_timeout,
         recipe_override=args.recipe_override,
+        checkpoint_store=args.checkpoint_store,
+        checkpoint_max_bytes=args.checkpoint_max_bytes,
+        output_root=Path(args.output_root).resolve() if args.output_root else None,
+        model_roots=[Path(r) for r in args.model_root],
+        allow_remote_code=args.allow_remote_code,
         **kwargs,
     )
 

@@ -41,6 +41,7 @@ from trl_nats.messages import (
     JobRecord,
     JobSpec,
     JobState,
+    LogEvent,
     MetricsEvent,
     StatusEvent,
     decode,
@@ -52,10 +53,13 @@ from trl_nats.messages import (
 from trl_nats.publishing import EventPublisher
 from trl_nats.settings import NatsSettings, connect
 from trl_nats.store import IllegalTransition, JobNotFound, JobStore, LostClaim
-from trl_nats.topology import ACK_WAIT_S, Topology, ensure_pool_consumer, ensure_topology
+from trl_nats.topology import Topology, ensure_pool_consumer, ensure_topology
 from trl_nats_agent import __version__
+from trl_nats_agent.advisories import QUEUE_GROUP, MaxDeliveriesWatcher, advisory_subject
 from trl_nats_agent.capacity import pools_for, threads_per_slot
+from trl_nats_agent.checkpoints import DEFAULT_MAX_BYTES, CheckpointStore, CheckpointStoreError
 from trl_nats_agent.launcher import TrainingProcess, free_port, torchrun_command
+from trl_nats_agent.policy import AgentPolicy
 from trl_nats_agent.relay import EventSocket
 
 log = logging.getLogger("trl_nats_agent")
@@ -74,13 +78,18 @@ class AgentConfig:
     agent_id: str = ""
     node: str = field(default_factory=platform.node)
     heartbeat_s: float = 3.0
-    keepalive_s: float = ACK_WAIT_S / 3
+    keepalive_s: float | None = None  # None: a third of the pool consumers' ack wait
     fetch_timeout_s: float = 2.0
     cancel_grace_s: float = 10.0
     drain_timeout_s: float = 0.0  # on shutdown: wait this long for running jobs, then hand them back
     retry_backoff_s: float = 2.0
     progress_write_s: float = 2.0  # at most one KV progress write per job this often
     recipe_override: str | None = None  # a module to run instead of the kind's recipe (tests, benchmarks)
+    checkpoint_store: str = "local"  # "local", "nats", or a shared directory (see checkpoints.py)
+    checkpoint_max_bytes: int = DEFAULT_MAX_BYTES
+    output_root: Path | None = None  # None: <state_dir>/outputs; job output dirs must stay inside it
+    model_roots: list[Path] = field(default_factory=list)  # local model paths must be under one (empty: any)
+    allow_remote_code: bool = False  # operator's consent to trust_remote_code jobs
 
     def __post_init__(self) -> None:
         if not self.agent_id:
@@ -96,8 +105,10 @@ class RunningJob:
     gpus: list[int]
     workdir: Path
     output_dir: Path
+    run: int = 0  # the record's claim counter: numbers this claim's event message ids
     proc: TrainingProcess | None = None
     seq: int = 0
+    checkpoint_tasks: list[asyncio.Task] = field(default_factory=list)
     cancel_reason: str | None = None
     lost_claim: bool = False
     handed_back: bool = False
@@ -111,7 +122,15 @@ class Agent:
         self.settings = settings
         self.names = settings.names
         self.cfg = config
+        if config.keepalive_s is None:
+            config.keepalive_s = settings.ack_wait_s / 3
         self.id = config.agent_id
+        self.policy = AgentPolicy(
+            output_root=config.output_root or config.state_dir / "outputs",
+            model_roots=config.model_roots,
+            allow_remote_code=config.allow_remote_code,
+        )
+        self.checkpoints: CheckpointStore | None = None
         self.free: list[int] = [g.index for g in config.gpus]
         self.running: dict[str, RunningJob] = {}
         self.shapes = pools_for(config.gpus)
@@ -144,7 +163,21 @@ class Agent:
         self.topo = await ensure_topology(js, self.settings)
         self.store = JobStore(self.topo.jobs)
         self.events = EventPublisher(js).start()
+        self.checkpoints = CheckpointStore(
+            self.cfg.checkpoint_store, artifacts=self.topo.artifacts, max_bytes=self.cfg.checkpoint_max_bytes
+        )
         control = await self.nc.subscribe(self.names.control(self.id), cb=self._on_control)
+        watcher = MaxDeliveriesWatcher(
+            js,
+            self.store,
+            self.names.jobs_stream,
+            owner_alive=self._owner_alive,
+            emit=lambda rec, ev: self._emit(rec.spec, rec.attempt, ev, run=rec.runs),
+            agent_id=self.id,
+        )
+        advisories = await self.nc.subscribe(
+            advisory_subject(self.names.jobs_stream), queue=QUEUE_GROUP, cb=watcher.on_advisory
+        )
         log.info(
             "agent %s on %s: %d %s slot(s), pools %s",
             self.id,
@@ -165,6 +198,7 @@ class Agent:
         finally:
             with contextlib.suppress(Exception):
                 await control.unsubscribe()
+                await advisories.unsubscribe()
             await self.events.close()
             with contextlib.suppress(Exception):
                 await self.topo.agents.delete(self.id)
@@ -245,6 +279,7 @@ class Agent:
     async def _on_submission(self, msg: Msg, need: int) -> None:
         try:
             spec = validate_spec(decode(msg.data, JobSpec))
+            self.policy.check(spec)
         except BadMessage as exc:
             await self._reject(msg, str(exc))
             return
@@ -307,7 +342,7 @@ class Agent:
         if record.state is JobState.in_progress and record.owner != self.id:
             if await self._owner_alive(record):
                 # redelivered while its owner still runs it (e.g. broker restart): not ours
-                await msg.nak(delay=ACK_WAIT_S)
+                await msg.nak(delay=self.settings.ack_wait_s)
                 return None
             log.warning("job %s: owner %s is gone; taking over", spec.job_id, record.owner)
         if record.attempt >= spec.max_attempts:
@@ -328,14 +363,20 @@ class Agent:
                 owner=record.owner,  # nobody else may have claimed it since we looked
                 attempt=record.attempt,
                 allowed_from=frozenset({JobState.scheduled, JobState.in_progress}),
-                change=lambda r: {"owner": self.id, "attempt": attempt, "allocation": [alloc], "started_at": now()},
+                change=lambda r: {
+                    "owner": self.id,
+                    "attempt": attempt,
+                    "runs": r.runs + 1,
+                    "allocation": [alloc],
+                    "started_at": now(),
+                },
             )
         except (LostClaim, IllegalTransition) as exc:
             log.info("job %s not claimed: %s", spec.job_id, exc)
             await msg.nak(delay=self.cfg.retry_backoff_s)
             return None
         self.claims += 1
-        output_dir = Path(spec.output_dir) if spec.output_dir else self.cfg.state_dir / "outputs" / spec.job_id
+        output_dir = self.policy.output_dir(record.spec)
         job = RunningJob(
             spec=record.spec,
             attempt=attempt,
@@ -343,6 +384,7 @@ class Agent:
             gpus=gpus,
             workdir=self.cfg.state_dir / "jobs" / spec.job_id / f"attempt-{attempt}",
             output_dir=output_dir,
+            run=record.runs,
         )
         self.running[spec.job_id] = job
         log.info("claimed %s attempt %d on %s %s", spec.job_id, attempt, self.cfg.device, gpus)
@@ -377,6 +419,7 @@ class Agent:
                 StatusEvent(
                     job_id=record.job_id, attempt=record.attempt, state=JobState.failed, agent=self.id, message=reason
                 ),
+                run=record.runs,
             )
 
     def _release(self, gpus: list[int]) -> None:
@@ -384,21 +427,30 @@ class Agent:
         self._capacity_changed.set()
 
     # -- events ----------------------------------------------------------------
-    def _emit(self, spec: JobSpec, attempt: int, event: Event, job: RunningJob | None = None) -> None:
+    def _emit(
+        self, spec: JobSpec, attempt: int, event: Event, job: RunningJob | None = None, *, run: int | None = None
+    ) -> None:
         base = spec.events_subject or self.names.events(spec.job_id)
         if job is not None:
             job.seq += 1
-            seq = job.seq
+            seq, run = job.seq, job.run
         else:
             seq = int(time.time() * 1000)
         event = msgspec.structs.replace(event, seq=seq)
-        self._emit_raw(spec.job_id, base, attempt, event, msg_id=self.names.event_msg_id(spec.job_id, attempt, seq))
+        msg_id = self.names.event_msg_id(spec.job_id, run if run is not None else attempt, seq)
+        self._emit_raw(spec.job_id, base, attempt, event, msg_id=msg_id)
 
     def _emit_raw(self, job_id: str, base: str, attempt: int, event: Event, *, msg_id: str) -> None:
         kind = type(event).__struct_config__.tag
         self.events.put(self.names.event(base, kind), encode(event), msg_id)
 
     def _on_training_event(self, job: RunningJob, event: Event) -> None:
+        if isinstance(event, CheckpointEvent):
+            # announced once stored (a resume point must be fetchable first), in order of arrival
+            previous = job.checkpoint_tasks[-1] if job.checkpoint_tasks else None
+            task = asyncio.get_running_loop().create_task(self._store_checkpoint(job, event, previous))
+            job.checkpoint_tasks.append(task)
+            return
         self._emit(job.spec, job.attempt, event, job)
         if isinstance(event, MetricsEvent):
             job.pending_progress = {
@@ -407,23 +459,71 @@ class Agent:
                 # merged: a closing summary event must not hide the last step's loss
                 "last_metrics": {**job.pending_progress.get("last_metrics", {}), **event.metrics},
             }
-        elif isinstance(event, CheckpointEvent):
-            ckpt = event.checkpoint
-            asyncio.get_running_loop().create_task(self._record_checkpoint(job, ckpt))
 
-    async def _record_checkpoint(self, job: RunningJob, ckpt) -> None:
+    async def _store_checkpoint(self, job: RunningJob, event: CheckpointEvent, previous: asyncio.Task | None) -> None:
+        """Store a checkpoint for resume, then announce it and record it (the latest complete one, if it is)."""
+        ckpt = event.checkpoint
+        if not ckpt.final:
+            try:
+                stored = await self.checkpoints.store(job.spec.job_id, Path(ckpt.path))
+                ckpt = msgspec.structs.replace(ckpt, location=stored.location, sha256=stored.sha256, bytes=stored.size)
+            except (CheckpointStoreError, OSError) as exc:
+                log.error("job %s: checkpoint %s not stored: %s", job.spec.job_id, ckpt.path, exc)
+                self._emit(
+                    job.spec,
+                    job.attempt,
+                    LogEvent(
+                        job_id=job.spec.job_id, attempt=job.attempt, level="error", line=f"checkpoint not stored: {exc}"
+                    ),
+                    job,
+                )
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                await previous  # events and the record list checkpoints in the order they were written
+        self._emit(job.spec, job.attempt, msgspec.structs.replace(event, checkpoint=ckpt), job)
+        replaced: list[str] = []
+
+        def change(r: JobRecord) -> dict:
+            fields: dict = {"checkpoints": [*r.checkpoints, ckpt]}
+            latest = r.latest_checkpoint
+            if ckpt.location and not ckpt.final and (latest is None or ckpt.step >= latest.step):
+                fields["latest_checkpoint"] = ckpt
+                replaced[:] = (
+                    [latest.location] if latest and latest.location and latest.location != ckpt.location else []
+                )
+            return fields
+
         try:
-            await self.store.transition(
-                job.spec.job_id,
-                JobState.in_progress,
-                owner=self.id,
-                attempt=job.attempt,
-                change=lambda r: {"checkpoints": [*r.checkpoints, ckpt]},
+            await self._write_until_done(
+                lambda: self.store.transition(
+                    job.spec.job_id, JobState.in_progress, owner=self.id, attempt=job.attempt, change=change
+                ),
+                f"checkpoint {ckpt.step} of {job.spec.job_id}",
             )
         except LostClaim:
             await self._lost_claim(job)
+            return
         except IllegalTransition as exc:
             log.info("checkpoint of %s not recorded: %s", job.spec.job_id, exc)
+            return
+        for location in replaced:
+            await self.checkpoints.forget(location)
+
+    async def _write_until_done(self, write, what: str, timeout: float = 600.0):
+        """Retry a store write through a broker restart; LostClaim and IllegalTransition are final answers."""
+        deadline = time.monotonic() + timeout
+        delay = 0.2
+        while True:
+            try:
+                return await write()
+            except (LostClaim, IllegalTransition, JobNotFound):
+                raise
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("%s not written yet (%s: %s); retrying", what, type(exc).__name__, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _lost_claim(self, job: RunningJob) -> None:
         if job.lost_claim:
@@ -458,11 +558,43 @@ class Agent:
         job.workdir.mkdir(parents=True, exist_ok=True)
         job.output_dir.mkdir(parents=True, exist_ok=True)
         (job.workdir / "spec.json").write_bytes(encode(spec))
-        args = ["--spec", str(job.workdir / "spec.json"), "--output", str(job.output_dir), "--resume", "auto"]
+        resume = await self._resume_point(job)
+        args = ["--spec", str(job.workdir / "spec.json"), "--output", str(job.output_dir), "--resume", resume]
         args += ["--dataset", str(await self._fetch_dataset(spec.dataset, job.workdir / "dataset.jsonl"))]
         if spec.eval_dataset is not None:
             args += ["--eval-dataset", str(await self._fetch_dataset(spec.eval_dataset, job.workdir / "eval.jsonl"))]
         return args
+
+    async def _resume_point(self, job: RunningJob) -> str:
+        """``--resume`` for the recipe: the record's latest stored checkpoint, fetched here if it is newer than
+        any complete checkpoint in this agent's output dir; else "auto" (the newest local one, if any)."""
+        record = await self.store.get(job.spec.job_id)
+        latest = record.latest_checkpoint
+        if latest is None or not latest.location:
+            return "auto"
+        local = job.output_dir / f"checkpoint-{latest.step}"
+        if (local / "trl_nats_complete.json").is_file():
+            return str(local)
+        try:
+            path = await self.checkpoints.fetch(
+                latest.location, latest.sha256, job.output_dir, [self.policy.output_root, *self._checkpoint_roots()]
+            )
+        except (CheckpointStoreError, OSError) as exc:
+            line = f"cannot resume from checkpoint {latest.step} ({exc}); starting from the newest local one, if any"
+            log.warning("job %s: %s", job.spec.job_id, line)
+            self._emit(
+                job.spec,
+                job.attempt,
+                LogEvent(job_id=job.spec.job_id, attempt=job.attempt, level="warning", line=line),
+                job,
+            )
+            return "auto"
+        line = f"resuming from checkpoint {latest.step} written by {latest.node} ({latest.location})"
+        self._emit(job.spec, job.attempt, LogEvent(job_id=job.spec.job_id, attempt=job.attempt, line=line), job)
+        return str(path)
+
+    def _checkpoint_roots(self) -> list[Path]:
+        return [self.checkpoints.root] if self.checkpoints and self.checkpoints.root else []
 
     async def _fetch_dataset(self, ref, dest: Path) -> Path:
         cache = self.cfg.state_dir / "datasets" / f"{ref.sha256}.jsonl"
@@ -489,6 +621,10 @@ class Agent:
         env["TRL_NATS_ATTEMPT"] = str(job.attempt)
         env["TRL_NATS_CACHE_DIR"] = str(self.cfg.state_dir / "cache")  # reference log-probs shared across attempts
         env["PYTHONUNBUFFERED"] = "1"
+        # every torch.load in the ranks (optimizer, scheduler, RNG state of a fetched checkpoint) refuses pickled code
+        env["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+        env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+        env["TRL_NATS_ALLOW_REMOTE_CODE"] = "1" if self.cfg.allow_remote_code else "0"
         if self.cfg.device == "cuda":
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in job.gpus)
         else:
@@ -529,7 +665,7 @@ class Agent:
         except Exception as exc:
             return None, f"could not prepare the job: {exc}"
         if self.cfg.recipe_override == INLINE_NOOP:
-            return 0, None
+            return await self._inline_noop(job)
         if job.cancel_reason is not None or job.handed_back:
             return None, None
         sock = EventSocket(
@@ -558,6 +694,20 @@ class Agent:
                 await keepalive
             await sock.close()
         return rc, (f"training exited with code {rc}:\n{job.proc.error_tail()}" if rc != 0 else None)
+
+    async def _inline_noop(self, job: RunningJob) -> tuple[int | None, str | None]:
+        """The job "runs" for noop.steps x noop.step_s seconds in the agent itself, claim kept alive meanwhile."""
+        labels = job.spec.labels
+        duration = int(labels.get("noop.steps", "0")) * float(labels.get("noop.step_s", "0.05"))
+        if duration > 0:
+            keepalive = asyncio.create_task(self._keepalive(job))
+            try:
+                await asyncio.sleep(duration)
+            finally:
+                keepalive.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keepalive
+        return (None, None) if job.cancel_reason or job.lost_claim else (0, None)
 
     def _socket_path(self, job: RunningJob) -> Path:
         digest = hashlib.sha256(f"{job.spec.job_id}.{job.attempt}".encode()).hexdigest()[:16]
@@ -598,6 +748,10 @@ class Agent:
     async def _finish(self, job: RunningJob, rc: int | None, error: str | None) -> None:
         """Write the final state (CAS, owner-guarded), then settle the message."""
         spec, jid, attempt = job.spec, job.spec.job_id, job.attempt
+        if job.checkpoint_tasks:  # the record's checkpoint list is complete before the job ends
+            _, pending = await asyncio.wait(job.checkpoint_tasks, timeout=600)
+            for task in pending:
+                task.cancel()
         if job.lost_claim:
             return  # the new owner decides; never ack a message that is not ours
         if job.cancel_reason is not None:
@@ -625,13 +779,19 @@ class Agent:
             return fields
 
         try:
-            record = await self.store.transition(jid, to, owner=self.id, attempt=attempt, change=change)
-        except (LostClaim, IllegalTransition) as exc:
+            await self._write_until_done(
+                lambda: self.store.transition(jid, to, owner=self.id, attempt=attempt, change=change),
+                f"final state of {jid}",
+            )
+        except (LostClaim, IllegalTransition, JobNotFound) as exc:
             log.warning("job %s: final state not written: %s", jid, exc)
+            return
+        except Exception as exc:  # NATS gone for ten minutes: the message is redelivered and another agent decides
+            log.error("job %s: final state not written: %s", jid, exc)
             return
         self._emit(
             spec,
-            record.attempt if to is JobState.scheduled else attempt,
+            attempt,
             StatusEvent(
                 job_id=jid,
                 attempt=attempt,
@@ -645,13 +805,18 @@ class Agent:
             await self.events.flush(timeout=30)
         except TimeoutError:
             log.warning("job %s: events still queued after 30s", jid)
-        with contextlib.suppress(Exception):
-            if settle == "ack":
-                await job.msg.ack_sync(timeout=self.settings.request_timeout)
-            elif settle == "nak":
-                await job.msg.nak(delay=0 if job.handed_back else self.cfg.retry_backoff_s * attempt)
-            else:
-                await job.msg.term()
+        for i in range(5):  # an ack lost in a broker restart only costs a redelivery, which acks a finished job
+            try:
+                if settle == "ack":
+                    await job.msg.ack_sync(timeout=self.settings.request_timeout)
+                elif settle == "nak":
+                    await job.msg.nak(delay=0 if job.handed_back else self.cfg.retry_backoff_s * attempt)
+                else:
+                    await job.msg.term()
+                break
+            except Exception as exc:
+                log.info("job %s: %s not confirmed (%s); retrying", jid, settle, exc)
+                await asyncio.sleep(0.5 * (i + 1))
         log.info("job %s attempt %d -> %s", jid, attempt, to.value)
 
 

@@ -294,11 +294,19 @@ def model_path(model: str) -> str:
     return str(local.resolve()) if local.is_dir() else model
 
 
+REMOTE_CODE_ENV = "TRL_NATS_ALLOW_REMOTE_CODE"
+
+
+def trust_remote_code(spec: JobSpec) -> bool:
+    """The spec asks for it AND the agent's operator allowed it (the agent also refuses such jobs up front)."""
+    return spec.trust_remote_code and os.environ.get(REMOTE_CODE_ENV) == "1"
+
+
 def load_tokenizer(spec: JobSpec) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path(spec.model), trust_remote_code=spec.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(model_path(spec.model), trust_remote_code=trust_remote_code(spec))
     except (OSError, ValueError) as exc:
         raise RecipeError(f"cannot load the tokenizer of model {spec.model!r}: {exc}") from None
     if tokenizer.pad_token is None:
@@ -310,7 +318,7 @@ def load_model(spec: JobSpec, precision: Precision, attn_implementation: str | N
     """The model in the training dtype; ``attn_implementation`` None leaves transformers' default (SDPA)."""
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": precision.load_dtype, "trust_remote_code": spec.trust_remote_code}
+    kwargs: dict[str, Any] = {"dtype": precision.load_dtype, "trust_remote_code": trust_remote_code(spec)}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:

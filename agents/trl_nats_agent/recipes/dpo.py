@@ -179,7 +179,7 @@ class DPORecipe:
             beta=params.beta,
             loss_type=[params.loss_type],
             precompute_ref_log_probs=plan.precompute_ref.on,
-            trust_remote_code=spec.trust_remote_code,
+            trust_remote_code=common.trust_remote_code(spec),
         )
         reference = None
         if plan.precompute_ref.on:

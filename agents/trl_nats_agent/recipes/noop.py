@@ -1,24 +1,49 @@
 """A stand-in trainer with no model: it sleeps through ``steps`` steps and reports them.
 
 For tests and benchmarks of the job machinery (claiming, cancel, retries,
-event relay) where the real recipe's 5-8 s of imports would only add noise.
-It reads the same arguments and job spec as the real recipes and runs under
-the same torchrun; only rank 0 reports. Behaviour comes from the spec's labels:
+event relay, checkpoints and resume) where the real recipe's 5-8 s of imports
+would only add noise. It reads the same arguments and job spec as the real
+recipes and runs under the same torchrun; only rank 0 reports. Behaviour
+comes from the spec's labels:
 
 - ``noop.steps`` (default 5), ``noop.step_s`` (default 0.05)
+- ``noop.save_every``: write ``checkpoint-N`` (with the completion marker) every N steps; with
+  ``--resume`` (``auto`` or a checkpoint directory) it continues after the checkpoint's step
 - ``noop.fail``: "always" exits 1 after the steps; "first" only on attempt 1
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 from trl_nats.messages import JobSpec, decode
 from trl_nats_agent.recipes.events import EventEmitter
+
+COMPLETE_MARKER = "trl_nats_complete.json"
+
+
+def _resume_step(resume: str | None, output: Path) -> tuple[int, Path | None]:
+    if not resume or resume in ("never", "none"):
+        return 0, None
+    if resume == "auto":
+        found = [
+            (int(m[1]), p)
+            for p in output.glob("checkpoint-*")
+            if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / COMPLETE_MARKER).is_file()
+        ]
+        if not found:
+            return 0, None
+        step, path = max(found)
+    else:
+        path = Path(resume)
+    marker = json.loads((path / COMPLETE_MARKER).read_text())
+    return int(marker["step"]), path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,20 +59,29 @@ def main(argv: list[str] | None = None) -> int:
     attempt = int(os.environ.get("TRL_NATS_ATTEMPT", "1"))
     steps = int(spec.labels.get("noop.steps", "5"))
     step_s = float(spec.labels.get("noop.step_s", "0.05"))
+    save_every = int(spec.labels.get("noop.save_every", "0"))
     fail = spec.labels.get("noop.fail", "")
+    output = Path(args.output)
     events = EventEmitter.from_env(rank)
-    events.log(f"noop trainer: {steps} steps of {step_s}s")
-    for step in range(1, steps + 1):
+    start, resumed_from = _resume_step(args.resume, output)
+    events.log(f"noop trainer: {steps} steps of {step_s}s" + (f", resuming from {resumed_from}" if start else ""))
+    for step in range(start + 1, steps + 1):
         time.sleep(step_s)
         events.metrics(step, steps, step / steps, {"loss": 1.0 / step})
+        if rank == 0 and save_every and step % save_every == 0 and step < steps:
+            ckpt = output / f"checkpoint-{step}"
+            ckpt.mkdir(parents=True, exist_ok=True)
+            (ckpt / "state.json").write_text(json.dumps({"step": step}))
+            (ckpt / COMPLETE_MARKER).write_text(json.dumps({"step": step, "epoch": step / steps}))
+            events.checkpoint(step, step / steps, str(ckpt), {"loss": 1.0 / step})
     if fail == "always" or (fail == "first" and attempt == 1):
         print(f"noop trainer: failing on purpose (noop.fail={fail}, attempt {attempt})", file=sys.stderr)
         events.close()
         return 1
-    out = Path(args.output) / "final"
+    out = output / "final"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "noop.txt").write_text("done\n")
+        (out / "noop.txt").write_text(f"done after {steps} steps, started at {start}\n")
         events.checkpoint(steps, 1.0, str(out), {}, final=True)
     events.close()
     return 0

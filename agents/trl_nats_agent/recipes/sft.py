@@ -113,7 +113,7 @@ class SFTRecipe:
         config = SFTConfig(
             **config_kwargs,
             loss_type=params.loss_type if params.loss_type in SFT_LOSS_TYPES else "nll",
-            trust_remote_code=spec.trust_remote_code,
+            trust_remote_code=common.trust_remote_code(spec),
         )
         self.trainer = _SFTTrainer(
             model=model,
