@@ -38,6 +38,8 @@ def env_for(settings: NatsSettings):
         env["TRL_NATS_SERVERS"] = ",".join(settings.servers)
         env["TRL_NATS_PREFIX"] = settings.prefix
         env["TRL_NATS_AGENT_TTL_S"] = str(settings.agent_ttl_s)
+        env["TRL_NATS_ACK_WAIT_S"] = str(settings.ack_wait_s)
+        env["TRL_NATS_MAX_DELIVER"] = str(settings.max_deliver)
         env["PYTHONUNBUFFERED"] = "1"
         env.update(extra)
         return env

@@ -1,14 +1,20 @@
-"""JetStream's MAX_DELIVERIES advisory: a submission delivered ``max_deliver`` times is never delivered again.
+"""Submissions JetStream will never deliver again (``max_deliver`` reached) are failed and removed.
 
-It stays in the work-queue stream, unseen, unless someone acts. Every agent
-listens in one queue group (so one of them handles each advisory): the job
-is failed with the reason, unless its owner is alive and still running it
-(the owner settles the message itself), and the message is deleted so the
-queue holds nothing that no one will ever take.
+Such a message stays in the work-queue stream, unseen, unless someone acts.
+JetStream announces it with a MAX_DELIVERIES advisory, a plain NATS message:
+every agent listens in one queue group, so one of them handles each. An
+advisory sent while no agent is connected is lost (a stream does not capture
+this advisory on nats-server 2.15), so each agent also sweeps at start and
+then every few minutes: a pool consumer with nothing pending and nothing in
+flight that still has messages it delivered in the stream has given up on
+them. Handling one: the job is failed with the reason, unless its owner is
+alive and still running it (the owner settles the message itself), and the
+message is deleted so the queue holds nothing that no one will ever take.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -22,6 +28,7 @@ from trl_nats.store import IllegalTransition, JobNotFound, JobStore
 log = logging.getLogger(__name__)
 
 QUEUE_GROUP = "trl-nats-agents"
+SWEEP_EVERY_S = 300.0
 
 
 def advisory_subject(stream: str) -> str:
@@ -47,6 +54,35 @@ class MaxDeliveriesWatcher:
         self.agent_id = agent_id
         self.handled = 0
 
+    async def sweep_forever(self, stopping: asyncio.Event, every: float = SWEEP_EVERY_S) -> None:
+        while not stopping.is_set():
+            try:
+                await self.sweep()
+            except Exception as exc:  # broker restarting: next round
+                log.info("sweep of %s not done: %s", self.stream, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), every)
+
+    async def sweep(self) -> int:
+        """Handle messages that a pool consumer with nothing pending or in flight delivered and still holds."""
+        found = 0
+        for info in await self.js.consumers_info(self.stream):
+            if info.num_pending or info.num_ack_pending or not info.config.filter_subject:
+                continue
+            last = info.delivered.stream_seq if info.delivered else 0
+            seq = 1
+            while seq <= last:
+                try:
+                    raw = await self.js.get_msg(self.stream, seq=seq, subject=info.config.filter_subject, next=True)
+                except Exception:  # none left on this subject
+                    break
+                if raw.seq is None or raw.seq > last:
+                    break
+                await self.handle(raw.seq, info.config.max_deliver or 0)
+                found += 1
+                seq = raw.seq + 1
+        return found
+
     async def on_advisory(self, msg: Msg) -> None:
         try:
             adv = json.loads(msg.data)
@@ -56,9 +92,15 @@ class MaxDeliveriesWatcher:
             log.warning("ignoring a malformed max-deliveries advisory: %s", exc)
             return
         try:
+            await self.handle(seq, deliveries)
+        except Exception as exc:  # the sweep will find it
+            log.warning("max-deliveries advisory for seq %d not handled: %s", seq, exc)
+
+    async def handle(self, seq: int, deliveries: int) -> None:
+        try:
             raw = await self.js.get_msg(self.stream, seq)
         except Exception as exc:  # already deleted (acked, or another agent handled it)
-            log.info("max-deliveries advisory for %s seq %d: message gone (%s)", self.stream, seq, exc)
+            log.info("max-deliveries for %s seq %d: message gone (%s)", self.stream, seq, exc)
             return
         job_id = _job_id(raw.data)
         reason = (

@@ -167,7 +167,7 @@ class Agent:
             self.cfg.checkpoint_store, artifacts=self.topo.artifacts, max_bytes=self.cfg.checkpoint_max_bytes
         )
         control = await self.nc.subscribe(self.names.control(self.id), cb=self._on_control)
-        watcher = MaxDeliveriesWatcher(
+        self.advisories = MaxDeliveriesWatcher(
             js,
             self.store,
             self.names.jobs_stream,
@@ -175,8 +175,8 @@ class Agent:
             emit=lambda rec, ev: self._emit(rec.spec, rec.attempt, ev, run=rec.runs),
             agent_id=self.id,
         )
-        advisories = await self.nc.subscribe(
-            advisory_subject(self.names.jobs_stream), queue=QUEUE_GROUP, cb=watcher.on_advisory
+        advisories_sub = await self.nc.subscribe(
+            advisory_subject(self.names.jobs_stream), queue=QUEUE_GROUP, cb=self.advisories.on_advisory
         )
         log.info(
             "agent %s on %s: %d %s slot(s), pools %s",
@@ -190,15 +190,16 @@ class Agent:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._heartbeat_loop())
+                sweeper = tg.create_task(self.advisories.sweep_forever(self._stopping))
                 fetchers = [tg.create_task(self._fetch_loop(r.pool, r.gpus_per_node)) for r in self.shapes]
                 await self._stopping.wait()
-                for f in fetchers:
+                for f in [*fetchers, sweeper]:
                     f.cancel()
                 await self._drain()
         finally:
             with contextlib.suppress(Exception):
                 await control.unsubscribe()
-                await advisories.unsubscribe()
+                await advisories_sub.unsubscribe()
             await self.events.close()
             with contextlib.suppress(Exception):
                 await self.topo.agents.delete(self.id)
