@@ -590,7 +590,7 @@ def main(argv: list[str] | None = None) -> None:
     except CliError as exc:
         print(f"trl-nats: {exc}", file=sys.stderr)
         code = 2
-    except (JobNotFound, BadMessage, ConnectionError) as exc:
+    except (JobNotFound, BadMessage, ConnectionError, PermissionError) as exc:
         print(f"trl-nats: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

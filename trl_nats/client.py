@@ -40,7 +40,7 @@ from trl_nats.messages import (
     validate_spec,
 )
 from trl_nats.publishing import publish_once
-from trl_nats.settings import NatsSettings, connect
+from trl_nats.settings import NatsSettings, connect, permission_denied
 from trl_nats.store import IllegalTransition, JobStore
 from trl_nats.topology import Topology, ensure_topology
 
@@ -124,6 +124,16 @@ class Client:
     async def submit(self, spec: JobSpec) -> Job:
         """Queue ``spec``. Idempotent on ``spec.job_id``: a resubmit returns the existing job."""
         validate_spec(spec)
+        seen = len(getattr(self.nc, "trl_violations", ()))
+        try:
+            return await self._submit(spec)
+        except Exception as exc:
+            denied = permission_denied(self.nc, f"submit job {spec.job_id}", seen)
+            if denied:
+                raise denied from exc
+            raise
+
+    async def _submit(self, spec: JobSpec) -> Job:
         record, created = await self.store.create(JobRecord(job_id=spec.job_id, spec=spec))
         if not created and record.state is not JobState.scheduled:
             return Job(self, spec.job_id)
@@ -173,6 +183,16 @@ class Client:
         The record's ``cancel_requested`` flag is the durable request; the
         control message only makes the agent act sooner.
         """
+        seen = len(getattr(self.nc, "trl_violations", ()))
+        try:
+            return await self._cancel(job_id, reason)
+        except Exception as exc:
+            denied = permission_denied(self.nc, f"cancel job {job_id}", seen)
+            if denied:
+                raise denied from exc
+            raise
+
+    async def _cancel(self, job_id: str, reason: str) -> JobRecord:
         record = await self.store.get(job_id)
         if record.state.terminal:
             raise JobAlreadyFinished(record)

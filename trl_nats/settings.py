@@ -8,6 +8,7 @@ and reconnect behaviour set the same way everywhere.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -75,7 +76,12 @@ async def connect(settings: NatsSettings, *, name: str | None = None, **extra: A
     """Connect with the shared options. Reconnects forever: a broker restart is routine."""
     import nats
 
+    violations: collections.deque[str] = collections.deque(maxlen=20)
+
     async def on_error(exc: Exception) -> None:
+        text = str(exc)
+        if "permissions violation" in text.lower() or "authorization violation" in text.lower():
+            violations.append(text)
         log.warning("nats: %s", exc)
 
     async def on_disconnect() -> None:
@@ -109,6 +115,7 @@ async def connect(settings: NatsSettings, *, name: str | None = None, **extra: A
         opts["tls"] = ctx
     opts.update(extra)
     nc = nats.NATS()
+    nc.trl_violations = violations  # what the server refused this connection: see permission_denied()
     try:
         # nats-py retries the first connect as long as reconnects (forever here): bound it
         await asyncio.wait_for(nc.connect(**opts), settings.connect_timeout * 2 + 1)
@@ -116,10 +123,37 @@ async def connect(settings: NatsSettings, *, name: str | None = None, **extra: A
     except (Exception, TimeoutError) as exc:  # nats-py raises several unrelated types here
         with contextlib.suppress(Exception):
             await nc.close()
+        refused = next((v for v in reversed(violations) if "authorization" in v.lower()), None)
+        if refused or "authorization violation" in str(exc).lower():
+            raise ConnectionError(
+                f"NATS at {', '.join(settings.servers)} refused the credentials ({refused or exc}): check the "
+                "user and password, token, nkey seed or creds file (TRL_NATS_USER, TRL_NATS_PASSWORD, ...)"
+            ) from exc
+        if isinstance(exc, ssl.SSLError) or "certificate" in str(exc).lower():
+            raise ConnectionError(
+                f"cannot connect to NATS at {', '.join(settings.servers)}: TLS failed ({exc}). Give the CA that "
+                "signed the server's certificate (--tls-ca), and a client certificate (--tls-cert/--tls-key) if "
+                "the server asks for one"
+            ) from exc
         raise ConnectionError(
             f"cannot connect to NATS at {', '.join(settings.servers)}: {exc or type(exc).__name__}. "
             "Check that nats-server is running (trl-nats up starts one) and the credentials."
         ) from exc
+
+
+class PermissionDenied(PermissionError):
+    """The server refused an operation to this credential's role."""
+
+
+def permission_denied(nc, what: str, since: int = 0) -> PermissionDenied | None:
+    """A PermissionDenied naming what the server refused on ``nc`` after its ``since``-th violation, if any."""
+    violations = list(getattr(nc, "trl_violations", ()))[since:]
+    if not violations:
+        return None
+    return PermissionDenied(
+        f"NATS refused to {what}: {violations[-1]}. This credential's role does not allow it "
+        "(see docs/security.md for what each role may do)"
+    )
 
 
 def add_connection_args(parser) -> None:

@@ -51,11 +51,18 @@ class Topology:
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    # look first: a least-privilege role (provider, viewer) may bind to a stream but not create one
     try:
-        await js.add_stream(config)
-    except BadRequestError:
-        # exists with another config (e.g. replicas or max_age changed): converge
-        await js.update_stream(config)
+        info = await js.stream_info(config.name)
+    except NotFoundError:
+        try:
+            await js.add_stream(config)
+            return
+        except BadRequestError:  # created meanwhile by another process
+            info = await js.stream_info(config.name)
+    current = info.config
+    if current.num_replicas != config.num_replicas or (current.max_age or 0) != (config.max_age or 0):
+        await js.update_stream(config)  # replicas or max_age changed: converge
 
 
 async def _ensure_kv(js: JetStreamContext, bucket: str, **params) -> KeyValue:

@@ -466,6 +466,8 @@ class Agent:
         ckpt = event.checkpoint
         if not ckpt.final:
             try:
+                if not Path(ckpt.path).resolve().is_relative_to(job.output_dir.resolve()):
+                    raise CheckpointStoreError(f"checkpoint path {ckpt.path} is outside the job's output dir")
                 stored = await self.checkpoints.store(job.spec.job_id, Path(ckpt.path))
                 ckpt = msgspec.structs.replace(ckpt, location=stored.location, sha256=stored.sha256, bytes=stored.size)
             except (CheckpointStoreError, OSError) as exc:
@@ -542,8 +544,10 @@ class Agent:
             log.warning("ignoring control message: %s", exc)
             return
         job = self.running.get(req.job_id)
-        if job is not None:
-            await self._cancel(job, req.reason)
+        if job is None:
+            log.warning("ignoring cancel of job %s: this agent does not run it", req.job_id)
+            return
+        await self._cancel(job, req.reason)
 
     async def _cancel(self, job: RunningJob, reason: str) -> None:
         if job.cancel_reason is not None:

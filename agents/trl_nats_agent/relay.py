@@ -101,10 +101,12 @@ class EventSocket:
                 except ValueError:
                     log.warning("rank 0 wrote a line that is not JSON: %r", line[:200])
                     continue
-                if isinstance(raw, dict):
-                    event = to_event(raw, job_id=self.job_id, attempt=self.attempt, node=self.node)
-                    if event is not None:
-                        self.on_event(event)
+                if not isinstance(raw, dict):
+                    log.warning("rank 0 wrote a JSON %s, not an object: ignored", type(raw).__name__)
+                    continue
+                event = to_event(raw, job_id=self.job_id, attempt=self.attempt, node=self.node)
+                if event is not None:
+                    self.on_event(event)
         finally:
             writer.close()
             if task:
