@@ -156,7 +156,8 @@ def cli_cases(stack: EmbeddedStack, table: Table, tmp: Path) -> None:
     good.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     (tmp / "notjson.jsonl").write_text("{this is not json\n")
     (tmp / "nochosen.jsonl").write_text(json.dumps({"prompt": "p", "rejected": "r"}) + "\n")
-    (tmp / "schema2.json").write_text(json.dumps({"schema": 2, "job_id": "s2", "model": "m"}))
+    ref = {"object": "sha256-" + "0" * 64, "sha256": "0" * 64, "rows": 1, "bytes": 1}
+    (tmp / "schema2.json").write_text(json.dumps({"schema": 2, "job_id": "s2", "model": "m", "dataset": ref}))
     cases = [
         ("submit without --model", ["submit", "--dataset", str(good)]),
         ("--set beta=-1", ["submit", "--model", model, "--set", "beta=-1"]),
@@ -339,3 +340,37 @@ async def test_bad_inputs_get_clear_errors_and_a_valid_job_still_completes(stack
         DOC.parent.mkdir(exist_ok=True)
         DOC.write_text(text)
     assert DOC.read_text() == text, "docs/bad-inputs.md is out of date: rerun with TRL_NATS_WRITE_DOCS=1"
+
+
+async def test_llama_stack_restarted_while_a_job_runs_still_reports_it(stack):
+    """The provider keeps no job table: a restarted Llama Stack reads the running job's state from NATS."""
+    client = LlamaStackClient(base_url=stack.url, max_retries=0, timeout=120)
+
+    def status() -> dict:
+        return client.get("/v1alpha/post-training/jobs/ls-restart/status", cast_to=object)
+
+    async with await Client.connect(NatsSettings(servers=[stack.nats_url])) as nats_client:
+        ref = await nats_client.upload_dataset(ROWS)
+        spec = JobSpec(
+            job_id="ls-restart",
+            model=str(stack.state_dir / "models" / "tiny"),
+            dataset=ref,
+            labels={"noop.steps": "150", "noop.step_s": "0.1"},
+        )
+        job = await nats_client.submit(spec)
+        deadline = time.monotonic() + GUARD_S
+        while (await job.status()).step < 3:
+            assert time.monotonic() < deadline, "the job never started"
+            await asyncio.sleep(0.2)
+        before = await asyncio.to_thread(status)
+        assert before["status"] == "in_progress"
+        await asyncio.to_thread(stack.restart_llama_stack)
+        after = await asyncio.to_thread(status)
+        record = await job.status()
+        assert after["status"] == "in_progress" and record.state.value == "in_progress", after
+        assert after["scheduled_at"] == before["scheduled_at"] and after["started_at"] == before["started_at"]
+        record = await job.wait(timeout=GUARD_S)
+        assert record.state.value == "completed"
+        final = await asyncio.to_thread(status)
+        assert final["status"] == "completed" and final["completed_at"]
+        assert len(final["checkpoints"]) == len(record.checkpoints) >= 1

@@ -43,6 +43,7 @@ def role_permissions(names: Names) -> dict[str, dict[str, list[str]]]:
         return [
             f"{api}.CONSUMER.CREATE.{stream}",
             f"{api}.CONSUMER.CREATE.{stream}.>",
+            f"{api}.CONSUMER.INFO.{stream}.*",
             f"{api}.CONSUMER.DELETE.{stream}.>",
         ]
 
@@ -71,11 +72,12 @@ def role_permissions(names: Names) -> dict[str, dict[str, list[str]]]:
         *read_state,
         *(f"{api}.STREAM.{op}.{s}" for s in (jobs, events) for op in ("CREATE", "UPDATE")),
         *(f"{api}.STREAM.CREATE.{s}" for s in (kv_jobs, kv_agents, datasets, artifacts)),
-        f"{api}.CONSUMER.CREATE.{jobs}.pool-*",
-        f"{api}.CONSUMER.CREATE.{jobs}.pool-*.>",
-        f"{api}.CONSUMER.DURABLE.CREATE.{jobs}.pool-*",
-        f"{api}.CONSUMER.INFO.{jobs}.pool-*",
-        f"{api}.CONSUMER.MSG.NEXT.{jobs}.pool-*",  # fetch one job
+        # pool consumers (a wildcard is a whole token, so "any consumer of the jobs stream")
+        f"{api}.CONSUMER.CREATE.{jobs}.*",
+        f"{api}.CONSUMER.CREATE.{jobs}.*.>",
+        f"{api}.CONSUMER.DURABLE.CREATE.{jobs}.*",
+        f"{api}.CONSUMER.INFO.{jobs}.*",
+        f"{api}.CONSUMER.MSG.NEXT.{jobs}.*",  # fetch one job
         f"$JS.ACK.{jobs}.>",  # ack, nak, in_progress, term
         f"{api}.CONSUMER.LIST.{jobs}",  # the max-deliveries sweep
         f"{api}.STREAM.MSG.GET.{jobs}",
@@ -121,7 +123,8 @@ def server_config(
         "jetstream {" + (f" store_dir: {_q(store_dir)} " if store_dir else "") + "}",
         "",
     ]
-    for role in ROLES:
+    used = {u["role"] for u in users}
+    for role in (r for r in ROLES if r in used):  # nats-server refuses a variable nobody uses
         pub = ",\n      ".join(_q(s) for s in perms[role]["publish"])
         sub = ",\n      ".join(_q(s) for s in perms[role]["subscribe"])
         lines += [

@@ -34,12 +34,14 @@ async def publish_once(
 ) -> PubAck:
     hdrs = {"Nats-Msg-Id": msg_id, **(headers or {})}
     delay = 0.1
+    violations = getattr(js._nc, "trl_violations", ())
+    seen = len(violations)
     for i in range(attempts):
         try:
             return await js.publish(subject, payload, timeout=timeout, headers=hdrs)
         except RETRYABLE as exc:
-            if i == attempts - 1:
-                raise
+            if i == attempts - 1 or len(violations) > seen:
+                raise  # the server refused it (permissions): retrying cannot help
             log.info("publish %s (id %s) not acknowledged (%s); retrying", subject, msg_id, type(exc).__name__)
         except ConnectionClosedError:
             raise

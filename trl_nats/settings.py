@@ -78,7 +78,10 @@ async def connect(settings: NatsSettings, *, name: str | None = None, **extra: A
 
     violations: collections.deque[str] = collections.deque(maxlen=20)
 
+    errors: collections.deque[Exception] = collections.deque(maxlen=5)
+
     async def on_error(exc: Exception) -> None:
+        errors.append(exc)
         text = str(exc)
         if "permissions violation" in text.lower() or "authorization violation" in text.lower():
             violations.append(text)
@@ -129,14 +132,19 @@ async def connect(settings: NatsSettings, *, name: str | None = None, **extra: A
                 f"NATS at {', '.join(settings.servers)} refused the credentials ({refused or exc}): check the "
                 "user and password, token, nkey seed or creds file (TRL_NATS_USER, TRL_NATS_PASSWORD, ...)"
             ) from exc
-        if isinstance(exc, ssl.SSLError) or "certificate" in str(exc).lower():
+        tls_error = next((e for e in [exc, *errors] if isinstance(e, ssl.SSLError)), None)
+        if tls_error is not None:
+            exc = tls_error
             raise ConnectionError(
                 f"cannot connect to NATS at {', '.join(settings.servers)}: TLS failed ({exc}). Give the CA that "
                 "signed the server's certificate (--tls-ca), and a client certificate (--tls-cert/--tls-key) if "
                 "the server asks for one"
             ) from exc
+        reason = str(exc) or (
+            "no answer within the connect timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+        )
         raise ConnectionError(
-            f"cannot connect to NATS at {', '.join(settings.servers)}: {exc or type(exc).__name__}. "
+            f"cannot connect to NATS at {', '.join(settings.servers)}: {reason}. "
             "Check that nats-server is running (trl-nats up starts one) and the credentials."
         ) from exc
 
