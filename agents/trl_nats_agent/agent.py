@@ -714,6 +714,13 @@ class Agent:
                     await keepalive
         return (None, None) if job.cancel_reason or job.lost_claim else (0, None)
 
+    def _nak_delay(self, job: RunningJob) -> float:
+        if job.handed_back:
+            # This agent's cancelled fetches stay open at the server until they expire; redelivered
+            # sooner, the job would land in one of them and wait out a whole ack wait unseen.
+            return self.cfg.fetch_timeout_s + 0.5
+        return self.cfg.retry_backoff_s * job.attempt
+
     def _socket_path(self, job: RunningJob) -> Path:
         digest = hashlib.sha256(f"{job.spec.job_id}.{job.attempt}".encode()).hexdigest()[:16]
         return self.sock_dir / f"{digest}.sock"
@@ -815,7 +822,7 @@ class Agent:
                 if settle == "ack":
                     await job.msg.ack_sync(timeout=self.settings.request_timeout)
                 elif settle == "nak":
-                    await job.msg.nak(delay=0 if job.handed_back else self.cfg.retry_backoff_s * attempt)
+                    await job.msg.nak(delay=self._nak_delay(job))
                 else:
                     await job.msg.term()
                 break
