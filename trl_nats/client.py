@@ -31,9 +31,11 @@ from trl_nats.messages import (
     CancelRequest,
     DatasetRef,
     Event,
+    GangRecord,
     JobRecord,
     JobSpec,
     JobState,
+    Resources,
     StatusEvent,
     decode,
     encode,
@@ -41,7 +43,7 @@ from trl_nats.messages import (
 )
 from trl_nats.publishing import publish_once
 from trl_nats.settings import NatsSettings, connect, permission_denied
-from trl_nats.store import IllegalTransition, JobStore
+from trl_nats.store import IllegalTransition, JobNotFound, JobStore
 from trl_nats.topology import Topology, ensure_topology
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,38 @@ class JobAlreadyFinished(ValueError):
     def __init__(self, record: JobRecord) -> None:
         super().__init__(f"job {record.job_id} already ended as {record.state.value}: there is nothing to cancel")
         self.record = record
+
+
+class Unschedulable(ValueError):
+    """No agent in the fleet could ever run the job as asked; ``str()`` says what the fleet has."""
+
+
+def hosts_for(resources: Resources, agents: list[AgentRecord]) -> list[AgentRecord]:
+    """The agents that could host one node of a job needing ``resources`` (when idle).
+
+    An agent advertises every single-node pool it serves; serving the job's node pool means
+    enough GPUs of the right type, so routing and this check can never disagree.
+    """
+    return [a for a in agents if resources.node_pool in a.pools]
+
+
+def unschedulable_reason(resources: Resources, agents: list[AgentRecord]) -> str | None:
+    """Why no agent in ``agents`` could ever run the job, or None if some could (or none is up to ask)."""
+    if not agents:
+        return None
+    hosts = hosts_for(resources, agents)
+    if len(hosts) >= resources.nodes:
+        return None
+    gtype = resources.gpu_type or "any type"
+    need = f"{resources.nodes} node(s) with {resources.gpus_per_node} GPU(s) of {gtype} each"
+    fleet = ", ".join(f"{a.agent_id} ({len(a.gpus)}x {a.gpus[0].name if a.gpus else '-'})" for a in agents[:8]) + (
+        f" and {len(agents) - 8} more" if len(agents) > 8 else ""
+    )
+    return (
+        f"no agent in the fleet can run this job: it needs {need} (pool {resources.pool}), "
+        f"and only {len(hosts)} of the {len(agents)} agent(s) up could host one node: {fleet}. "
+        "Ask for fewer GPUs per node or fewer nodes, or start agents that fit."
+    )
 
 
 def encode_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[bytes, int]:
@@ -121,9 +155,18 @@ class Client:
             return await self.upload_dataset(f.read())
 
     # -- jobs ------------------------------------------------------------------
-    async def submit(self, spec: JobSpec) -> Job:
-        """Queue ``spec``. Idempotent on ``spec.job_id``: a resubmit returns the existing job."""
+    async def submit(self, spec: JobSpec, *, check_fleet: bool = True) -> Job:
+        """Queue ``spec``. Idempotent on ``spec.job_id``: a resubmit returns the existing job.
+
+        With ``check_fleet``, a new job that no agent heartbeating now could ever run raises
+        :class:`Unschedulable` instead of waiting forever. When no agent is up at all the job is
+        queued: agents may be starting (a deployment comes up, a node reboots) and the queue is durable.
+        """
         validate_spec(spec)
+        if check_fleet and not await self._exists(spec.job_id):
+            reason = unschedulable_reason(spec.resources, await self.list_agents())
+            if reason:
+                raise Unschedulable(reason)
         seen = len(getattr(self.nc, "trl_violations", ()))
         try:
             return await self._submit(spec)
@@ -141,7 +184,7 @@ class Client:
         # Same message id every time: JetStream drops a duplicate within its window.
         await publish_once(
             self.js,
-            self.names.submit(record.spec.resources.pool),
+            self.names.submit(record.spec.resources.queue),
             payload,
             record.job_id,
             timeout=self.settings.request_timeout,
@@ -150,8 +193,50 @@ class Client:
             await self._publish_status(record, JobState.scheduled, "submitted", msg_suffix="submitted")
         return Job(self, spec.job_id)
 
+    async def _exists(self, job_id: str) -> bool:
+        try:
+            await self.store.get(job_id)
+            return True
+        except JobNotFound:
+            return False
+
     def job(self, job_id: str) -> Job:
         return Job(self, job_id)
+
+    async def list_gangs(self) -> list[GangRecord]:
+        """Multi-node gangs forming or running now (see docs/scheduling.md)."""
+        try:
+            keys = await self.topo.gangs.keys()
+        except NoKeysError:
+            return []
+        gangs = []
+        for key in keys:
+            try:
+                entry = await self.topo.gangs.get(key)
+            except Exception:  # deleted between keys() and get()
+                continue
+            if entry.value:
+                try:
+                    gangs.append(decode(entry.value, GangRecord))
+                except BadMessage as exc:
+                    log.warning("ignoring gang record %s: %s", key, exc)
+        return gangs
+
+    async def queue_positions(self, records: list[JobRecord] | None = None) -> dict[str, tuple[str, int]]:
+        """For each waiting job: (its queue, 1-based position in it by submission order).
+
+        JetStream delivers a pool's messages in publish order; a retried job goes back with a
+        delay, so this is the order agents will meet the jobs in, give or take retries.
+        """
+        records = await self.list_jobs() if records is None else records
+        positions: dict[str, tuple[str, int]] = {}
+        counts: dict[str, int] = {}
+        for r in sorted(records, key=lambda r: (r.submitted_at, r.job_id)):
+            if r.state is JobState.scheduled:
+                queue = r.spec.resources.queue
+                counts[queue] = counts.get(queue, 0) + 1
+                positions[r.job_id] = (queue, counts[queue])
+        return positions
 
     async def list_jobs(self, state: JobState | None = None) -> list[JobRecord]:
         records = await self.store.list()

@@ -69,6 +69,10 @@ class Names:
         return f"{self._token}_agents"
 
     @property
+    def gangs_bucket(self) -> str:
+        return f"{self._token}_gangs"
+
+    @property
     def datasets_store(self) -> str:
         return f"{self._token}_datasets"
 

@@ -5,7 +5,7 @@ missing and leaves what exists (updating a stream whose config drifted).
 
 - ``<P>_JOBS``   work-queue stream on ``<prefix>.jobs.submit.>`` (one durable pull consumer per pool)
 - ``<P>_EVENTS`` limits stream on ``<prefix>.events.>`` (replayable job history)
-- KV ``<p>_jobs`` (job records, CAS) and ``<p>_agents`` (heartbeats, TTL)
+- KV ``<p>_jobs`` (job records, CAS), ``<p>_agents`` (heartbeats, TTL) and ``<p>_gangs`` (multi-node gangs, CAS)
 - object stores ``<p>_datasets`` and ``<p>_artifacts``
 """
 
@@ -46,6 +46,7 @@ class Topology:
     js: JetStreamContext
     jobs: KeyValue
     agents: KeyValue
+    gangs: KeyValue
     datasets: ObjectStore
     artifacts: ObjectStore
 
@@ -118,13 +119,22 @@ async def ensure_topology(js: JetStreamContext, settings: NatsSettings) -> Topol
     agents = await _ensure_kv(
         js, n.agents_bucket, history=1, ttl=settings.agent_ttl_s, storage=StorageType.FILE, replicas=settings.replicas
     )
+    gangs = await _ensure_kv(
+        js, n.gangs_bucket, history=1, storage=StorageType.FILE, replicas=settings.replicas, max_value_size=1 << 16
+    )
     datasets = await _ensure_obj(js, n.datasets_store, settings.replicas)
     artifacts = await _ensure_obj(js, n.artifacts_store, settings.replicas)
-    return Topology(js=js, jobs=jobs, agents=agents, datasets=datasets, artifacts=artifacts)
+    return Topology(js=js, jobs=jobs, agents=agents, gangs=gangs, datasets=datasets, artifacts=artifacts)
 
 
-async def ensure_pool_consumer(js: JetStreamContext, settings: NatsSettings, pool: str) -> str:
-    """The durable pull consumer shared by every agent serving ``pool``; returns its name."""
+async def ensure_pool_consumer(
+    js: JetStreamContext, settings: NatsSettings, pool: str, *, max_deliver: int | None = None
+) -> str:
+    """The durable pull consumer shared by every agent serving ``pool``; returns its name.
+
+    Gang queues pass ``max_deliver=-1``: a multi-node job goes back to the queue each time its gang
+    cannot form, which is waiting, not failing, and must never exhaust a delivery limit.
+    """
     n = settings.names
     durable = n.pool_consumer(pool)
     config = ConsumerConfig(
@@ -133,7 +143,7 @@ async def ensure_pool_consumer(js: JetStreamContext, settings: NatsSettings, poo
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=settings.ack_wait_s,
-        max_deliver=settings.max_deliver,
+        max_deliver=settings.max_deliver if max_deliver is None else max_deliver,
         max_ack_pending=-1,
     )
     try:

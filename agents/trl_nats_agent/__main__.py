@@ -68,6 +68,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="run jobs that ask for trust_remote_code (executes Python from model repositories)",
     )
+    p.add_argument(
+        "--gang-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a multi-node job's gang may take to form before it goes back to the queue",
+    )
+    p.add_argument(
+        "--advertise-addr",
+        default=os.environ.get("TRL_NATS_ADVERTISE_ADDR", ""),
+        help="address other nodes reach this one at for multi-node jobs (default: this host's address on the route to NATS)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ["TRL_NATS_METRICS_PORT"]) if os.environ.get("TRL_NATS_METRICS_PORT") else None,
+        help="serve Prometheus metrics on this port (0: any free port; default: none)",
+    )
+    p.add_argument("--metrics-host", default="0.0.0.0", help="address the metrics endpoint listens on")
     p.add_argument("--recipe-override", help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO")
     add_connection_args(p)
@@ -103,6 +121,10 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
         output_root=Path(args.output_root).resolve() if args.output_root else None,
         model_roots=[Path(r) for r in args.model_root],
         allow_remote_code=args.allow_remote_code,
+        gang_timeout_s=args.gang_timeout,
+        advertise_addr=args.advertise_addr,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         **kwargs,
     )
 

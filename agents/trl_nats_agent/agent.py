@@ -58,7 +58,10 @@ from trl_nats_agent import __version__
 from trl_nats_agent.advisories import QUEUE_GROUP, MaxDeliveriesWatcher, advisory_subject
 from trl_nats_agent.capacity import pools_for, threads_per_slot
 from trl_nats_agent.checkpoints import DEFAULT_MAX_BYTES, CheckpointStore, CheckpointStoreError
+from trl_nats_agent.gang import GangLaunch, Gangs
 from trl_nats_agent.launcher import TrainingProcess, free_port, torchrun_command
+from trl_nats_agent.metrics import AgentMetrics
+from trl_nats_agent.network import advertise_addr_for, interface_of
 from trl_nats_agent.policy import AgentPolicy
 from trl_nats_agent.relay import EventSocket
 
@@ -90,6 +93,10 @@ class AgentConfig:
     output_root: Path | None = None  # None: <state_dir>/outputs; job output dirs must stay inside it
     model_roots: list[Path] = field(default_factory=list)  # local model paths must be under one (empty: any)
     allow_remote_code: bool = False  # operator's consent to trust_remote_code jobs
+    gang_timeout_s: float = 60.0  # a multi-node job's gang must form within this, else it goes back to the queue
+    advertise_addr: str = ""  # address other nodes reach this one at; "" = the route's source address to NATS
+    metrics_port: int | None = None  # serve Prometheus metrics here (0: any free port); None: no endpoint
+    metrics_host: str = "0.0.0.0"
 
     def __post_init__(self) -> None:
         if not self.agent_id:
@@ -101,7 +108,7 @@ class AgentConfig:
 class RunningJob:
     spec: JobSpec
     attempt: int
-    msg: Msg
+    msg: Msg | None  # None on the member nodes of a multi-node job: the leader holds the message
     gpus: list[int]
     workdir: Path
     output_dir: Path
@@ -115,6 +122,13 @@ class RunningJob:
     last_progress_write: float = 0.0
     pending_progress: dict = field(default_factory=dict)
     task: asyncio.Task | None = None
+    gang: GangLaunch | None = None  # set for a node of a multi-node job
+    gang_stop_reason: str | None = None
+
+    @property
+    def owns_record(self) -> bool:
+        """This agent writes the job's record and settles its message (single-node, or the gang leader)."""
+        return self.gang is None or self.gang.leader
 
 
 class Agent:
@@ -143,6 +157,10 @@ class Agent:
         self.topo: Topology | None = None
         self.store: JobStore | None = None
         self.events: EventPublisher | None = None
+        self.gangs = Gangs(self)
+        self.metrics = AgentMetrics(self)
+        self.addr = config.advertise_addr
+        self.ifname: str | None = None
         # Unix socket paths are limited to 108 bytes, so they live in a short temp dir, not the workdir
         self.sock_dir = Path(tempfile.mkdtemp(prefix="trln-"))
 
@@ -160,6 +178,11 @@ class Agent:
                 except TimeoutError:
                     continue
         js = self.nc.jetstream(timeout=self.settings.request_timeout)
+        if not self.addr:
+            self.addr = advertise_addr_for(str(self.nc.connected_url.geturl()))
+        self.ifname = interface_of(self.addr)
+        if self.cfg.metrics_port is not None:
+            self.metrics.serve(self.cfg.metrics_port, self.cfg.metrics_host)
         self.topo = await ensure_topology(js, self.settings)
         self.store = JobStore(self.topo.jobs)
         self.events = EventPublisher(js).start()
@@ -179,9 +202,10 @@ class Agent:
             advisory_subject(self.names.jobs_stream), queue=QUEUE_GROUP, cb=self.advisories.on_advisory
         )
         log.info(
-            "agent %s on %s: %d %s slot(s), pools %s",
+            "agent %s on %s (%s): %d %s slot(s), pools %s",
             self.id,
             self.cfg.node,
+            self.addr,
             len(self.cfg.gpus),
             self.cfg.device,
             self.pools,
@@ -192,6 +216,8 @@ class Agent:
                 tg.create_task(self._heartbeat_loop())
                 sweeper = tg.create_task(self.advisories.sweep_forever(self._stopping))
                 fetchers = [tg.create_task(self._fetch_loop(r.pool, r.gpus_per_node)) for r in self.shapes]
+                fetchers += [tg.create_task(self._fetch_loop(q, need, max_deliver=-1)) for q, need in self.gangs.queues]
+                tg.create_task(self.gangs.run())
                 await self._stopping.wait()
                 for f in [*fetchers, sweeper]:
                     f.cancel()
@@ -204,6 +230,7 @@ class Agent:
             with contextlib.suppress(Exception):
                 await self.topo.agents.delete(self.id)
             await self.nc.close()
+            self.metrics.close()
             shutil.rmtree(self.sock_dir, ignore_errors=True)
 
     def stop(self) -> None:
@@ -253,9 +280,9 @@ class Agent:
                 await asyncio.wait_for(self._stopping.wait(), self.cfg.heartbeat_s)
 
     # -- claiming --------------------------------------------------------------
-    async def _fetch_loop(self, pool: str, need: int) -> None:
+    async def _fetch_loop(self, pool: str, need: int, max_deliver: int | None = None) -> None:
         """Fetch from ``pool`` only while this node has ``need`` free GPUs."""
-        durable = await ensure_pool_consumer(self.topo.js, self.settings, pool)
+        durable = await ensure_pool_consumer(self.topo.js, self.settings, pool, max_deliver=max_deliver)
         sub = await self.topo.js.pull_subscribe_bind(durable, self.names.jobs_stream)
         while not self._stopping.is_set():
             if len(self.free) < need:
@@ -272,12 +299,13 @@ class Agent:
                 log.info("fetch from %s failed (%s); retrying", pool, exc)
                 await asyncio.sleep(0.5)
                 with contextlib.suppress(Exception):
-                    await ensure_pool_consumer(self.topo.js, self.settings, pool)
+                    await ensure_pool_consumer(self.topo.js, self.settings, pool, max_deliver=max_deliver)
                 continue
+            fetched_at = time.monotonic()
             for msg in msgs:
-                await self._on_submission(msg, need)
+                await self._on_submission(msg, need, fetched_at)
 
-    async def _on_submission(self, msg: Msg, need: int) -> None:
+    async def _on_submission(self, msg: Msg, need: int, fetched_at: float | None = None) -> None:
         try:
             spec = validate_spec(decode(msg.data, JobSpec))
             self.policy.check(spec)
@@ -288,10 +316,12 @@ class Agent:
             # another pool's fetch took the room meanwhile: let another agent have it
             await msg.nak()
             return
-        gpus, self.free = self.free[:need], self.free[need:]
-        self._capacity_changed.set()
+        gpus = self.reserve(need)
+        if spec.resources.nodes > 1:
+            self.gangs._spawn(self.gangs.lead(msg, spec, gpus), f"gang-lead-{spec.job_id}")
+            return
         try:
-            claimed = await self._claim(msg, spec, gpus)
+            claimed = await self._claim(msg, spec, gpus, fetched_at)
         except Exception:
             log.exception("claim of %s failed", spec.job_id)
             claimed = None
@@ -331,7 +361,8 @@ class Agent:
                 msg_id=f"{job_id}.rejected",
             )
 
-    async def _claim(self, msg: Msg, spec: JobSpec, gpus: list[int]) -> RunningJob | None:
+    async def check_claimable(self, msg: Msg, spec: JobSpec) -> JobRecord | None:
+        """The job's record if this delivery may be claimed; otherwise settle the message and return None."""
         try:
             record = await self.store.get(spec.job_id)
         except JobNotFound:
@@ -349,6 +380,35 @@ class Agent:
         if record.attempt >= spec.max_attempts:
             await self._finish_exhausted(record)
             await msg.term()
+            return None
+        return record
+
+    def new_running_job(
+        self,
+        spec: JobSpec,
+        attempt: int,
+        msg: Msg | None,
+        gpus: list[int],
+        gang: GangLaunch | None = None,
+        *,
+        run: int = 0,
+    ) -> RunningJob:
+        return RunningJob(
+            spec=spec,
+            attempt=attempt,
+            msg=msg,
+            gpus=gpus,
+            workdir=self.cfg.state_dir / "jobs" / spec.job_id / f"attempt-{attempt}",
+            output_dir=self.policy.output_dir(spec),
+            run=run,
+            gang=gang,
+        )
+
+    async def _claim(
+        self, msg: Msg, spec: JobSpec, gpus: list[int], fetched_at: float | None = None
+    ) -> RunningJob | None:
+        record = await self.check_claimable(msg, spec)
+        if record is None:
             return None
         attempt = record.attempt + 1
         alloc = Allocation(
@@ -377,17 +437,9 @@ class Agent:
             await msg.nak(delay=self.cfg.retry_backoff_s)
             return None
         self.claims += 1
-        output_dir = self.policy.output_dir(record.spec)
-        job = RunningJob(
-            spec=record.spec,
-            attempt=attempt,
-            msg=msg,
-            gpus=gpus,
-            workdir=self.cfg.state_dir / "jobs" / spec.job_id / f"attempt-{attempt}",
-            output_dir=output_dir,
-            run=record.runs,
-        )
+        job = self.new_running_job(record.spec, attempt, msg, gpus, run=record.runs)
         self.running[spec.job_id] = job
+        self.metrics.claimed(spec, record, fetched_at)
         log.info("claimed %s attempt %d on %s %s", spec.job_id, attempt, self.cfg.device, gpus)
         return job
 
@@ -423,9 +475,17 @@ class Agent:
                 run=record.runs,
             )
 
+    def reserve(self, n: int) -> list[int]:
+        """Take ``n`` free GPUs (the caller checked there are that many)."""
+        gpus, self.free = self.free[:n], self.free[n:]
+        self._capacity_changed.set()
+        self.metrics.capacity_changed()
+        return gpus
+
     def _release(self, gpus: list[int]) -> None:
         self.free = sorted(self.free + gpus)
         self._capacity_changed.set()
+        self.metrics.capacity_changed()
 
     # -- events ----------------------------------------------------------------
     def _emit(
@@ -441,6 +501,9 @@ class Agent:
         msg_id = self.names.event_msg_id(spec.job_id, run if run is not None else attempt, seq)
         self._emit_raw(spec.job_id, base, attempt, event, msg_id=msg_id)
 
+    def emit_log(self, spec: JobSpec, attempt: int, line: str, level: str = "info") -> None:
+        self._emit(spec, attempt, LogEvent(job_id=spec.job_id, attempt=attempt, level=level, line=line))
+
     def _emit_raw(self, job_id: str, base: str, attempt: int, event: Event, *, msg_id: str) -> None:
         kind = type(event).__struct_config__.tag
         self.events.put(self.names.event(base, kind), encode(event), msg_id)
@@ -453,6 +516,7 @@ class Agent:
             job.checkpoint_tasks.append(task)
             return
         self._emit(job.spec, job.attempt, event, job)
+        self.metrics.event_relayed()
         if isinstance(event, MetricsEvent):
             job.pending_progress = {
                 "step": event.step,
@@ -563,7 +627,9 @@ class Agent:
         job.workdir.mkdir(parents=True, exist_ok=True)
         job.output_dir.mkdir(parents=True, exist_ok=True)
         (job.workdir / "spec.json").write_bytes(encode(spec))
-        resume = await self._resume_point(job)
+        # A retried multi-node job starts over: each node's checkpoints are its own (no shared
+        # filesystem is assumed), so the nodes could not agree on one to resume from.
+        resume = "never" if job.gang else await self._resume_point(job)
         args = ["--spec", str(job.workdir / "spec.json"), "--output", str(job.output_dir), "--resume", resume]
         args += ["--dataset", str(await self._fetch_dataset(spec.dataset, job.workdir / "dataset.jsonl"))]
         if spec.eval_dataset is not None:
@@ -630,6 +696,10 @@ class Agent:
         env["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
         env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
         env["TRL_NATS_ALLOW_REMOTE_CODE"] = "1" if self.cfg.allow_remote_code else "0"
+        if job.gang is not None and job.gang.ifname:
+            # the collectives must use the interface the other nodes reach us on (see network.py)
+            env.setdefault("GLOO_SOCKET_IFNAME", job.gang.ifname)
+            env.setdefault("NCCL_SOCKET_IFNAME", job.gang.ifname)
         if self.cfg.device == "cuda":
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in job.gpus)
         else:
@@ -647,7 +717,9 @@ class Agent:
                 attempt=job.attempt,
                 state=JobState.in_progress,
                 agent=self.id,
-                message=f"claimed by {self.id} on {self.cfg.node} ({self.cfg.device} {job.gpus})",
+                message=self.gangs.describe(job)
+                if job.gang
+                else f"claimed by {self.id} on {self.cfg.node} ({self.cfg.device} {job.gpus})",
             ),
             job,
         )
@@ -656,6 +728,8 @@ class Agent:
         except Exception as exc:
             log.exception("job %s: agent-side failure", spec.job_id)
             rc, error = None, f"agent error: {exc}"
+        if job.gang is not None:
+            rc, error = await self.gangs.settle(job, rc, error)
         try:
             await self._finish(job, rc, error)
         finally:
@@ -673,6 +747,7 @@ class Agent:
             return await self._inline_noop(job)
         if job.cancel_reason is not None or job.handed_back:
             return None, None
+        launch = job.gang
         sock = EventSocket(
             self._socket_path(job),
             job_id=job.spec.job_id,
@@ -685,26 +760,36 @@ class Agent:
             self.cfg.recipe_override or RECIPES[job.spec.kind],
             len(job.gpus),
             args,
-            rdzv_endpoint=f"127.0.0.1:{free_port()}",
+            rdzv_endpoint=launch.rdzv_endpoint if launch else f"127.0.0.1:{free_port()}",
             run_id=f"{job.spec.job_id}-{job.attempt}",
+            nnodes=launch.nnodes if launch else 1,
+            node_rank=launch.node_rank if launch else 0,
+            local_addr=launch.local_addr if launch else None,
         )
         job.proc = TrainingProcess(cmd, env=self._env(job), cwd=job.workdir, log_path=job.workdir / "train.log")
-        keepalive = asyncio.create_task(self._keepalive(job))
+        watchers = [asyncio.create_task(self._keepalive(job))] if job.owns_record else []
+        if launch is not None:
+            watchers.append(asyncio.create_task(self.gangs.monitor(job)))
         try:
             await job.proc.start()
             rc = await job.proc.wait()
         finally:
-            keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keepalive
+            for w in watchers:
+                w.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await w
             await sock.close()
+        if rc != 0 and job.gang_stop_reason:
+            return rc, f"stopped because {job.gang_stop_reason}"
         return rc, (f"training exited with code {rc}:\n{job.proc.error_tail()}" if rc != 0 else None)
 
     async def _inline_noop(self, job: RunningJob) -> tuple[int | None, str | None]:
         """The job "runs" for noop.steps x noop.step_s seconds in the agent itself, claim kept alive meanwhile."""
         labels = job.spec.labels
         duration = int(labels.get("noop.steps", "0")) * float(labels.get("noop.step_s", "0.05"))
-        if duration > 0:
+        if duration > 0 and not job.owns_record:  # a gang member: the leader keeps the claim
+            await asyncio.sleep(duration)
+        elif duration > 0:
             keepalive = asyncio.create_task(self._keepalive(job))
             try:
                 await asyncio.sleep(duration)
@@ -801,6 +886,8 @@ class Agent:
         except Exception as exc:  # NATS gone for ten minutes: the message is redelivered and another agent decides
             log.error("job %s: final state not written: %s", jid, exc)
             return
+        failed = job.cancel_reason is None and not job.handed_back and rc != 0
+        self.metrics.finished_attempt(to.value, failed=failed, retried=failed and to is JobState.scheduled)
         self._emit(
             spec,
             attempt,

@@ -46,8 +46,16 @@ def torchrun_command(
     run_id: str,
     nnodes: int = 1,
     node_rank: int = 0,
+    local_addr: str | None = None,
 ) -> list[str]:
-    return [
+    """The torchrun command for one node of a job.
+
+    Multi-node (``nnodes > 1``): node rank 0 hosts the c10d rendezvous store at ``rdzv_endpoint``
+    (``is_host`` is said explicitly, since torchrun's own guess fails when several nodes share an
+    address, as on one test machine), and every node passes ``local_addr``, the address the others
+    reach it at: without it torchrun hands its workers the hostname, which often resolves to loopback.
+    """
+    cmd = [
         sys.executable,
         "-m",
         "torch.distributed.run",
@@ -58,10 +66,12 @@ def torchrun_command(
         f"--rdzv-endpoint={rdzv_endpoint}",
         f"--rdzv-id={run_id}",
         "--max-restarts=0",
-        "-m",
-        recipe_module,
-        *recipe_args,
     ]
+    if nnodes > 1:
+        cmd.append(f"--rdzv-conf=is_host={1 if node_rank == 0 else 0}")
+    if local_addr:
+        cmd.append(f"--local-addr={local_addr}")
+    return [*cmd, "-m", recipe_module, *recipe_args]
 
 
 class TrainingProcess:
