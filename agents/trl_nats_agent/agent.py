@@ -687,7 +687,8 @@ class Agent:
     def _env(self, job: RunningJob) -> dict[str, str]:
         env = dict(os.environ)
         env["TRL_NATS_DEVICE"] = self.cfg.device
-        env["TRL_NATS_EVENTS_SOCKET"] = str(self._socket_path(job))
+        if job.owns_record:  # rank 0 runs here; a gang member's ranks have nothing to report
+            env["TRL_NATS_EVENTS_SOCKET"] = str(self._socket_path(job))
         env["TRL_NATS_JOB_ID"] = job.spec.job_id
         env["TRL_NATS_ATTEMPT"] = str(job.attempt)
         env["TRL_NATS_CACHE_DIR"] = str(self.cfg.state_dir / "cache")  # reference log-probs shared across attempts
@@ -755,7 +756,8 @@ class Agent:
             node=self.cfg.node,
             on_event=lambda e: self._on_training_event(job, e),
         )
-        await sock.start()
+        if job.owns_record:
+            await sock.start()
         cmd = torchrun_command(
             self.cfg.recipe_override or RECIPES[job.spec.kind],
             len(job.gpus),

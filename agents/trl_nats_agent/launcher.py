@@ -50,11 +50,13 @@ def torchrun_command(
 ) -> list[str]:
     """The torchrun command for one node of a job.
 
-    Multi-node (``nnodes > 1``): node rank 0 hosts the c10d rendezvous store at ``rdzv_endpoint``
-    (``is_host`` is said explicitly, since torchrun's own guess fails when several nodes share an
-    address, as on one test machine), and every node passes ``local_addr``, the address the others
-    reach it at: without it torchrun hands its workers the hostname, which often resolves to loopback.
+    One node: c10d rendezvous on a local port. Several nodes: static rendezvous, because the
+    gang has already decided who is node rank k (c10d would hand out ranks in arrival order,
+    and rank 0, whose events the leader relays, must run on the leader). Node rank 0 hosts the
+    store at ``rdzv_endpoint``; every node passes ``local_addr``, the address the others reach
+    it at, since torchrun otherwise publishes the hostname, which often resolves to loopback.
     """
+    backend = "static" if nnodes > 1 else "c10d"
     cmd = [
         sys.executable,
         "-m",
@@ -62,13 +64,11 @@ def torchrun_command(
         f"--nnodes={nnodes}",
         f"--nproc-per-node={nproc}",
         f"--node-rank={node_rank}",
-        "--rdzv-backend=c10d",
+        f"--rdzv-backend={backend}",
         f"--rdzv-endpoint={rdzv_endpoint}",
         f"--rdzv-id={run_id}",
         "--max-restarts=0",
     ]
-    if nnodes > 1:
-        cmd.append(f"--rdzv-conf=is_host={1 if node_rank == 0 else 0}")
     if local_addr:
         cmd.append(f"--local-addr={local_addr}")
     return [*cmd, "-m", recipe_module, *recipe_args]

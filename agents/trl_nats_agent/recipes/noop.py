@@ -10,6 +10,11 @@ comes from the spec's labels:
 - ``noop.save_every``: write ``checkpoint-N`` (with the completion marker) every N steps; with
   ``--resume`` (``auto`` or a checkpoint directory) it continues after the checkpoint's step
 - ``noop.fail``: "always" exits 1 after the steps; "first" only on attempt 1
+- ``noop.fail_rank``: with ``noop.fail``, only this global rank fails, and at once (the others
+  go on: a multi-node gang must stop them itself)
+
+Rank 0 reports ``loss``, ``rewards/margins`` and ``rewards/accuracies`` curves, so plots and
+progress lines have the shape of a DPO run.
 """
 
 from __future__ import annotations
@@ -61,20 +66,36 @@ def main(argv: list[str] | None = None) -> int:
     step_s = float(spec.labels.get("noop.step_s", "0.05"))
     save_every = int(spec.labels.get("noop.save_every", "0"))
     fail = spec.labels.get("noop.fail", "")
+    fail_rank = spec.labels.get("noop.fail_rank")
+    failing = fail == "always" or (fail == "first" and attempt == 1)
+    if fail_rank is not None:
+        if failing and rank == int(fail_rank):
+            print(f"noop trainer: rank {rank} failing on purpose (attempt {attempt})", file=sys.stderr)
+            return 1
+        failing = False
     output = Path(args.output)
     events = EventEmitter.from_env(rank)
     start, resumed_from = _resume_step(args.resume, output)
-    events.log(f"noop trainer: {steps} steps of {step_s}s" + (f", resuming from {resumed_from}" if start else ""))
+    events.log(
+        f"noop trainer: {steps} steps of {step_s}s on rank {rank} of {os.environ.get('WORLD_SIZE', '1')}"
+        + (f", resuming from {resumed_from}" if start else "")
+    )
     for step in range(start + 1, steps + 1):
         time.sleep(step_s)
-        events.metrics(step, steps, step / steps, {"loss": 1.0 / step})
+        margin = 0.5 * step / steps
+        events.metrics(
+            step,
+            steps,
+            step / steps,
+            {"loss": 1.0 / step, "rewards/margins": margin, "rewards/accuracies": min(1.0, 0.5 + margin)},
+        )
         if rank == 0 and save_every and step % save_every == 0 and step < steps:
             ckpt = output / f"checkpoint-{step}"
             ckpt.mkdir(parents=True, exist_ok=True)
             (ckpt / "state.json").write_text(json.dumps({"step": step}))
             (ckpt / COMPLETE_MARKER).write_text(json.dumps({"step": step, "epoch": step / steps}))
             events.checkpoint(step, step / steps, str(ckpt), {"loss": 1.0 / step})
-    if fail == "always" or (fail == "first" and attempt == 1):
+    if failing:
         print(f"noop trainer: failing on purpose (noop.fail={fail}, attempt {attempt})", file=sys.stderr)
         events.close()
         return 1
