@@ -247,18 +247,20 @@ def load_rows(path: Path, kind: JobKind, output_dir: Path, dist_info: DistInfo) 
     """Validate, then load with ``datasets.load_dataset("json")``: (dataset, rows, conversational?).
 
     The Arrow cache lives in ``OUTPUT_DIR/.hf_datasets`` (never next to the dataset, which may sit in a source
-    tree); rank 0 builds it, the others reuse it, so the ranks of a node share its cache files (TRL keys its
-    precomputed reference log-probs on them).
+    tree); each node's local rank 0 builds it, the node's other ranks reuse it, so the ranks of a node share
+    its cache files (TRL keys its precomputed reference log-probs on them). Per node, not per job: the nodes
+    of a multi-node job each have their own output dir and disk.
     """
     rows, conversational = validate_rows(path, kind)  # every rank checks, so every rank fails the same way
     from datasets import load_dataset
 
-    if not dist_info.is_main:
+    builds = dist_info.local_rank == 0
+    if not builds:
         barrier()
     try:
         ds = load_dataset("json", data_files=str(path), split="train", cache_dir=str(output_dir / DATASETS_CACHE_DIR))
     finally:
-        if dist_info.is_main:
+        if builds:
             barrier()
     return ds, rows, conversational
 

@@ -1,0 +1,163 @@
+"""One DPO job across two "nodes": two agents in their own network namespaces, a real cross-node torchrun.
+
+Each agent runs in its own namespace with its own address and state dir, reaching the
+nats-server on the bridge between them; the gang's rank 0 hosts the rendezvous on its
+namespace address and gloo talks over the veths. The same job on one node with two
+processes (same world size, same per-device batch: the same math) must give the same
+losses. Without root or netns support the two agents share loopback instead, which still
+proves the protocol but not the addressing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from netns import Namespaces, available
+
+from trl_nats.client import Client
+from trl_nats.messages import CheckpointEvent, JobSpec, JobState, MetricsEvent, Resources, StatusEvent, TrainingParams
+from trl_nats.server import EmbeddedNats
+from trl_nats.settings import NatsSettings
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "trl_nats" / "data" / "preferences.jsonl"
+PROCESS_LIMIT_S = 900  # outer kill for every process in a namespace: failures there look like hangs
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    subprocess.run(
+        [sys.executable, "-m", "trl_nats_agent.tiny", str(out), "--dataset", str(SHIPPED)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return out
+
+
+class Fleet:
+    """A nats-server and agents, each agent in its own namespace when the machine allows."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.ns = Namespaces(2) if available() else None
+        host = self.ns.host_addr if self.ns else "127.0.0.1"
+        self.server = EmbeddedNats(tmp_path / "nats", host=host).start()
+        self.settings = NatsSettings(servers=[self.server.url], agent_ttl_s=5.0)
+        self.procs: list[tuple[subprocess.Popen, object]] = []
+
+    def start_agent(self, agent_id: str, slots: int, node: int | None) -> subprocess.Popen:
+        env = dict(os.environ)
+        env.update(
+            TRL_NATS_SERVERS=self.server.url,
+            TRL_NATS_AGENT_TTL_S="5",
+            PYTHONUNBUFFERED="1",
+            OMP_NUM_THREADS="1",  # the same threads per rank in both runs, so the same float arithmetic
+        )
+        state = self.tmp / agent_id
+        state.mkdir()
+        cmd = [sys.executable, "-m", "trl_nats_agent", "--state-dir", str(state), "--device", "cpu"]
+        cmd += ["--slots", str(slots), "--agent-id", agent_id, "--node", agent_id, "--heartbeat", "1"]
+        cmd += ["--gang-timeout", "120"]
+        if node is not None and self.ns:
+            cmd = self.ns.wrap(node, cmd, PROCESS_LIMIT_S)
+        else:
+            cmd = ["timeout", "-k", "10", str(PROCESS_LIMIT_S), *cmd]
+        log = open(self.tmp / f"{agent_id}.log", "wb")
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append((proc, log))
+        return proc
+
+    def close(self) -> None:
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, log in self.procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+        self.server.stop()
+        if self.ns:
+            self.ns.close()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path):
+    f = Fleet(tmp_path)
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def _spec(job_id: str, model: Path, dataset, resources: Resources) -> JobSpec:
+    return JobSpec(
+        job_id=job_id,
+        model=str(model),
+        dataset=dataset,
+        resources=resources,
+        params=TrainingParams(max_steps=6, per_device_batch_size=2, learning_rate=5e-4, max_length=160, beta=0.1),
+        max_attempts=1,
+    )
+
+
+async def test_dpo_across_two_namespaced_nodes_matches_one_node_with_two_processes(fleet: Fleet, tiny_model: Path):
+    rows = [json.loads(line) for line in SHIPPED.read_text().splitlines()[:48]]
+    fleet.start_agent("node-0", slots=1, node=0)
+    fleet.start_agent("node-1", slots=1, node=1)
+    client = await Client.connect(fleet.settings)
+    try:
+        dataset = await client.upload_dataset(rows)
+        job = await client.submit(
+            _spec("dpo-2nodes", tiny_model, dataset, Resources(nodes=2, gpus_per_node=1)), check_fleet=False
+        )
+        two = await job.wait(timeout=1200)
+        two_events = [e async for e in job.events()]
+        assert two.state is JobState.completed, two.error
+        # the single-node comparison: an agent with two slots, started only now so it cannot join the gang
+        fleet.start_agent("one-node", slots=2, node=None)
+        single = await client.submit(
+            _spec("dpo-1node", tiny_model, dataset, Resources(nodes=1, gpus_per_node=2)), check_fleet=False
+        )
+        one = await single.wait(timeout=1200)
+        one_events = [e async for e in single.events()]
+        assert one.state is JobState.completed, one.error
+    finally:
+        await client.close()
+
+    # the gang: two agents, one node each, node rank 0 (the leader) relays rank 0's events
+    assert sorted(a.agent for a in two.allocation) == ["node-0", "node-1"]
+    claim = next(e for e in two_events if isinstance(e, StatusEvent) and e.state is JobState.in_progress)
+    assert "gang of 2 nodes" in claim.message, claim.message
+    if fleet.ns:
+        # each node was reached at its own namespace address
+        for addr in fleet.ns.addrs:
+            assert addr in "\n".join(_agent_logs(fleet.tmp)), f"no agent advertised {addr}"
+    ckpts = [e.checkpoint for e in two_events if isinstance(e, CheckpointEvent)]
+    assert ckpts and ckpts[-1].final and Path(ckpts[-1].path).is_dir()
+    assert ckpts[-1].node == two.owner, "the final model is written on the leader's node"
+
+    two_losses = _losses(two_events)
+    one_losses = _losses(one_events)
+    assert sorted(two_losses) == list(range(1, 7)) and one_losses.keys() == two_losses.keys()
+    worst = max(abs(one_losses[s] - two_losses[s]) for s in two_losses)
+    assert worst < 1e-4, f"two nodes and one node differ by up to {worst}: {two_losses} vs {one_losses}"
+
+
+def _losses(events) -> dict[int, float]:
+    return {e.step: e.metrics["loss"] for e in events if isinstance(e, MetricsEvent) and "loss" in e.metrics}
+
+
+def _agent_logs(tmp: Path) -> list[str]:
+    return [p.read_text(errors="replace") for p in tmp.glob("*.log")]
