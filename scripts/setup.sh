@@ -42,7 +42,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log="$venv/install.log"
   if ! { "$venv/bin/python" -m pip install --upgrade pip &&
          "$venv/bin/python" -m pip install -c "$root/constraints.txt" \
-           -e "$root[dev]" -e "$root/agents[lora]" -e "$root/provider"; } >"$log" 2>&1; then
+           -e "$root[dev,plot]" -e "$root/agents[lora]" -e "$root/provider"; } >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "installing failed; the whole log is in $log" >&2
     exit 1

@@ -21,6 +21,7 @@ from netns import Namespaces, available
 
 from trl_nats.client import Client
 from trl_nats.messages import CheckpointEvent, JobSpec, JobState, MetricsEvent, Resources, StatusEvent, TrainingParams
+from trl_nats.plot import curves, plot_job
 from trl_nats.server import EmbeddedNats
 from trl_nats.settings import NatsSettings
 
@@ -153,6 +154,11 @@ async def test_dpo_across_two_namespaced_nodes_matches_one_node_with_two_process
     assert sorted(two_losses) == list(range(1, 7)) and one_losses.keys() == two_losses.keys()
     worst = max(abs(one_losses[s] - two_losses[s]) for s in two_losses)
     assert worst < 1e-4, f"two nodes and one node differ by up to {worst}: {two_losses} vs {one_losses}"
+
+    # the real DPO curves draw (the CLI's `trl-nats plot` is tested in test_fleet.py)
+    png = plot_job("dpo-2nodes", two_events, fleet.tmp / "dpo-2nodes.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert set(curves(two_events)) == {"loss", "rewards/margins", "rewards/accuracies"}
 
 
 def _losses(events) -> dict[int, float]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from trl_nats.client import Client, JobAlreadyFinished
+from trl_nats.client import Client, JobAlreadyFinished, Unschedulable
 from trl_nats.messages import (
     DPO_LOSS_TYPES,
     DTYPES,
@@ -217,7 +217,7 @@ async def cmd_submit(client: Client, args) -> int:
                 model=args.model,
                 dataset=await client.upload_dataset(rows),
                 params=params,
-                resources=Resources(nodes=1, gpus_per_node=args.gpus, gpu_type=args.gpu_type),
+                resources=Resources(nodes=args.nodes, gpus_per_node=args.gpus, gpu_type=args.gpu_type),
                 output_dir=args.output_dir,
                 max_attempts=args.max_attempts,
             )
@@ -226,8 +226,13 @@ async def cmd_submit(client: Client, args) -> int:
             raise CliError(str(exc)) from None
     try:
         job = await client.submit(spec)
-    except BadMessage as exc:
+    except (BadMessage, Unschedulable) as exc:
         raise CliError(str(exc)) from None
+    if not await client.list_agents():
+        print(
+            f"trl-nats: note: no agent is up; the job waits in pool {spec.resources.pool} until one that fits joins",
+            file=sys.stderr,
+        )
     if args.json:
         print(_dump({"job_id": job.id}))
     else:
@@ -262,15 +267,36 @@ async def cmd_watch(client: Client, args) -> int:
 
 async def cmd_jobs(client: Client, args) -> int:
     records = await client.list_jobs()
+    positions = await client.queue_positions(records)
+    gangs = {g.job_id: g for g in await client.list_gangs()}
     if args.json:
         for r in records:
-            print(_dump(r))
+            queue = positions.get(r.job_id)
+            print(
+                _dump(
+                    {
+                        **msgspec.to_builtins(r),
+                        "queue": queue[0] if queue else None,
+                        "position": queue[1] if queue else None,
+                    }
+                )
+            )
         return 0
     if not records:
         print("no jobs")
         return 0
     rows = []
     for r in records:
+        where = r.owner or "-"
+        if r.job_id in positions:
+            queue, pos = positions[r.job_id]
+            gang = gangs.get(r.job_id)
+            if gang is not None and gang.state.value == "forming":
+                where = f"forming {len(gang.members)}/{gang.nodes} nodes"
+            else:
+                where = f"#{pos} in {queue}"
+        elif r.spec.resources.nodes > 1 and r.allocation:
+            where = f"{r.owner} +{len(r.allocation) - 1} node(s)"
         step = f"{r.step}/{r.total_steps}" if r.total_steps else (str(r.step) if r.step else "-")
         loss = r.last_metrics.get("loss")
         rows.append(
@@ -280,12 +306,13 @@ async def cmd_jobs(client: Client, args) -> int:
                 r.state.value,
                 step,
                 f"{loss:.4f}" if loss is not None else "-",
-                r.owner or "-",
+                f"{r.spec.resources.nodes}x{r.spec.resources.gpus_per_node}",
+                where,
                 str(r.attempt),
                 _ago(r.submitted_at),
             ]
         )
-    print(_table(rows, ["JOB", "KIND", "STATE", "STEP", "LOSS", "AGENT", "ATTEMPT", "SUBMITTED"]))
+    print(_table(rows, ["JOB", "KIND", "STATE", "STEP", "LOSS", "NODESxGPUS", "AGENT / QUEUE", "ATTEMPT", "SUBMITTED"]))
     return 0
 
 
@@ -357,6 +384,35 @@ async def cmd_agents(client: Client, args) -> int:
             ]
         )
     print(_table(rows, ["AGENT", "NODE", "GPUS", "FREE", "RUNNING", "UTIL", "VERSION", "HEARTBEAT"]))
+    return 0
+
+
+async def job_history(client: Client, job_id: str, idle_s: float = 2.0) -> list:
+    """Every event the job has so far: all of it for a finished job, what is stored for a running one."""
+    record = await client.job(job_id).status()
+    events = []
+    stream = client.job(job_id).events(from_start=True, until_done=record.state.terminal)
+    try:
+        while True:
+            try:
+                events.append(await asyncio.wait_for(anext(stream), idle_s))
+            except (StopAsyncIteration, TimeoutError):
+                break
+    finally:
+        await stream.aclose()
+    return events
+
+
+async def cmd_plot(client: Client, args) -> int:
+    from trl_nats.plot import PlotUnavailable, plot_job
+
+    events = await job_history(client, args.job_id)
+    out = args.output or f"{args.job_id}.png"
+    try:
+        path = plot_job(args.job_id, events, out)
+    except (PlotUnavailable, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    print(_dump({"job_id": args.job_id, "png": str(path)}) if args.json else f"wrote {path}")
     return 0
 
 
@@ -462,6 +518,7 @@ def run_demo(args) -> int:
             dataset=str(dataset),
             job_id=f"demo-{uuid.uuid4().hex[:8]}",
             gpus=args.gpus,
+            nodes=1,
             gpu_type=None,
             output_dir=None,
             max_attempts=1,
@@ -530,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", help="JSON-lines file (default: the shipped dataset for --kind)")
     s.add_argument("--job-id", help="id to use (resubmitting the same id does not start a second job)")
     s.add_argument("--gpus", type=int, default=1, help="GPUs (CPU slots) per node")
+    s.add_argument("--nodes", type=int, default=1, help="nodes (one agent each) for a multi-node job")
     s.add_argument("--gpu-type", help="e.g. H100; default any")
     s.add_argument("--output-dir", help="where the agent writes checkpoints (default: its own outputs dir)")
     s.add_argument("--max-attempts", type=int, default=3)
@@ -553,6 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("job_id")
     c.add_argument("--wait", action="store_true", help="wait until it has stopped")
     command("agents", "list the agents that are heartbeating")
+    pl = command("plot", "draw a job's loss, reward margin and accuracy curves to a PNG (needs trl-nats[plot])")
+    pl.add_argument("job_id")
+    pl.add_argument("-o", "--output", help="PNG path (default <job>.png)")
     return p
 
 
@@ -563,6 +624,7 @@ COMMANDS = {
     "status": cmd_status,
     "cancel": cmd_cancel,
     "agents": cmd_agents,
+    "plot": cmd_plot,
 }
 
 
