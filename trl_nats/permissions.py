@@ -33,6 +33,7 @@ def role_permissions(names: Names) -> dict[str, dict[str, list[str]]]:
     p = names.prefix
     jobs, events = names.jobs_stream, names.events_stream
     kv_jobs, kv_agents = f"KV_{names.jobs_bucket}", f"KV_{names.agents_bucket}"
+    kv_gangs = f"KV_{names.gangs_bucket}"
     datasets, artifacts = _obj(names, names.datasets_store), _obj(names, names.artifacts_store)
     api = "$JS.API"
 
@@ -48,9 +49,12 @@ def role_permissions(names: Names) -> dict[str, dict[str, list[str]]]:
         ]
 
     bind = [f"{api}.INFO", f"{api}.STREAM.NAMES"] + [
-        f"{api}.STREAM.INFO.{s}" for s in (jobs, events, kv_jobs, kv_agents, datasets, artifacts)
+        f"{api}.STREAM.INFO.{s}" for s in (jobs, events, kv_jobs, kv_agents, kv_gangs, datasets, artifacts)
     ]
-    read_state = msg_get(kv_jobs) + msg_get(kv_agents) + ordered_reader(kv_jobs) + ordered_reader(kv_agents)
+    read_state = [
+        *(sub for kv in (kv_jobs, kv_agents, kv_gangs) for sub in msg_get(kv)),
+        *(sub for kv in (kv_jobs, kv_agents, kv_gangs) for sub in ordered_reader(kv)),
+    ]
     read_events = ordered_reader(events)
     base_sub = ["_INBOX.>"]
 
@@ -71,7 +75,7 @@ def role_permissions(names: Names) -> dict[str, dict[str, list[str]]]:
         *bind,
         *read_state,
         *(f"{api}.STREAM.{op}.{s}" for s in (jobs, events) for op in ("CREATE", "UPDATE")),
-        *(f"{api}.STREAM.CREATE.{s}" for s in (kv_jobs, kv_agents, datasets, artifacts)),
+        *(f"{api}.STREAM.CREATE.{s}" for s in (kv_jobs, kv_agents, kv_gangs, datasets, artifacts)),
         # pool consumers (a wildcard is a whole token, so "any consumer of the jobs stream")
         f"{api}.CONSUMER.CREATE.{jobs}.*",
         f"{api}.CONSUMER.CREATE.{jobs}.*.>",
@@ -84,6 +88,7 @@ def role_permissions(names: Names) -> dict[str, dict[str, list[str]]]:
         f"{api}.STREAM.MSG.DELETE.{jobs}",
         f"$KV.{names.jobs_bucket}.>",  # state transitions (compare-and-set)
         f"$KV.{names.agents_bucket}.>",  # heartbeats
+        f"$KV.{names.gangs_bucket}.>",  # multi-node gangs: form, join, run, stop (compare-and-set)
         f"{p}.events.>",  # status, metrics, checkpoint and log events
         *msg_get(datasets),
         *ordered_reader(datasets),
