@@ -439,7 +439,7 @@ class Agent:
         self.claims += 1
         job = self.new_running_job(record.spec, attempt, msg, gpus, run=record.runs)
         self.running[spec.job_id] = job
-        self.metrics.claimed(spec, record, fetched_at)
+        self.metrics.claimed(record, fetched_at)
         log.info("claimed %s attempt %d on %s %s", spec.job_id, attempt, self.cfg.device, gpus)
         return job
 
@@ -479,13 +479,11 @@ class Agent:
         """Take ``n`` free GPUs (the caller checked there are that many)."""
         gpus, self.free = self.free[:n], self.free[n:]
         self._capacity_changed.set()
-        self.metrics.capacity_changed()
         return gpus
 
     def _release(self, gpus: list[int]) -> None:
         self.free = sorted(self.free + gpus)
         self._capacity_changed.set()
-        self.metrics.capacity_changed()
 
     # -- events ----------------------------------------------------------------
     def _emit(

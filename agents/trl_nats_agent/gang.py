@@ -604,7 +604,7 @@ class Gangs:
         self.view[jid] = (running, revision)
         self._changed()
         a.claims += 1
-        a.metrics.claimed(spec, record)
+        a.metrics.claimed(record)
         job = a.new_running_job(spec, attempt, msg, gpus, self._launch(running), run=claimed.runs)
         a.running[jid] = job
         log.info(

@@ -15,11 +15,12 @@ committed in KV), ``queue_wait_seconds`` (submission to claim) and
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from typing import TYPE_CHECKING
 
-from trl_nats.messages import JobRecord, JobSpec, now
+from trl_nats.messages import JobRecord, now
 
 if TYPE_CHECKING:
     from trl_nats_agent.agent import Agent
@@ -33,8 +34,9 @@ _WAIT_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 
 class AgentMetrics:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
-        self.claim_latencies: list[float] = []  # kept in memory too: the scale benchmark reads them
-        self.queue_waits: list[float] = []
+        # the latest values, kept in memory too: the scale benchmark reads them
+        self.claim_latencies: collections.deque[float] = collections.deque(maxlen=100_000)
+        self.queue_waits: collections.deque[float] = collections.deque(maxlen=100_000)
         self.server = None
         self.port: int | None = None
         try:
@@ -69,6 +71,9 @@ class AgentMetrics:
             registry=reg,
         )
         self.gpus.set(len(agent.cfg.gpus))
+        # read at scrape time, so they can never drift from the agent's own state
+        self.gpus_busy.set_function(lambda: len(agent.cfg.gpus) - len(agent.free))
+        self.jobs_running.set_function(lambda: len(agent.running))
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int | None:
         """Start the HTTP endpoint; returns the port (``port=0`` picks a free one)."""
@@ -89,12 +94,7 @@ class AgentMetrics:
             self.server = None
 
     # -- the agent reports --------------------------------------------------------
-    def capacity_changed(self) -> None:
-        if self.registry is not None:
-            self.gpus_busy.set(len(self.agent.cfg.gpus) - len(self.agent.free))
-            self.jobs_running.set(len(self.agent.running))
-
-    def claimed(self, spec: JobSpec, record: JobRecord, fetched_at: float | None = None) -> None:
+    def claimed(self, record: JobRecord, fetched_at: float | None = None) -> None:
         wait = max(0.0, now() - record.submitted_at)
         self.queue_waits.append(wait)
         if fetched_at is not None:
@@ -104,7 +104,6 @@ class AgentMetrics:
             self.queue_wait.observe(wait)
             if fetched_at is not None:
                 self.claim_seconds.observe(self.claim_latencies[-1])
-        self.capacity_changed()
 
     def event_relayed(self) -> None:
         if self.registry is not None:
@@ -125,7 +124,6 @@ class AgentMetrics:
     def gang_joined(self) -> None:
         if self.registry is not None:
             self.joins.inc()
-        self.capacity_changed()
 
     def gang_reserved(self, seconds: float) -> None:
         if self.registry is not None:
