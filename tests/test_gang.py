@@ -15,13 +15,16 @@ from conftest import NOOP
 
 from trl_nats.client import Client
 from trl_nats.messages import (
+    GangMember,
     GangRecord,
     JobSpec,
     JobState,
+    LogEvent,
     MetricsEvent,
     Resources,
     StatusEvent,
     decode,
+    encode,
 )
 
 pytestmark = pytest.mark.integration
@@ -213,3 +216,51 @@ async def _running(job, attempt: int) -> bool:
 async def _all_idle(client: Client) -> bool:
     agents = await client.list_agents()
     return all(not a.running_jobs and len(a.free_gpus) == len(a.gpus) for a in agents)
+
+
+async def test_gangs_whose_leaders_died_hold_no_agent_past_their_timeout_and_younger_gangs_wait_for_them(
+    settings, start_agent
+):
+    for name in ("node-a", "node-b"):
+        start_agent(name, slots=1, recipe=NOOP, extra=["--gang-timeout", str(GANG_TIMEOUT)])
+    client = await Client.connect(settings)
+    gangs = await GangLog().start(client)
+    try:
+        await _wait_for(lambda: _agents_up(client, 2), "both agents to heartbeat")
+        # two older jobs' gangs, forming, whose leaders died right after writing them: nobody will
+        # ever abort them. The agents can join the first (it can never fill: 4 nodes); the second
+        # wants H100s, so they cannot join it, and it stays "forming" longer.
+        joinable = _ghost("ghost-joinable", "n1g1any", timeout_s=4.0, age_s=200)
+        unjoinable = _ghost("ghost-h100", "n1g1h100", timeout_s=10.0, age_s=100)
+        for ghost in (joinable, unjoinable):
+            await client.topo.gangs.create(ghost.job_id, encode(ghost))
+        job = await _gang_job(client, "young", steps="3")
+        record = await job.wait(timeout=600)
+        assert record.state is JobState.completed and record.attempt == 1, record.error
+        await asyncio.sleep(0.5)
+        held = [(a, s) for j, a, s in gangs.reservations() if j == "ghost-joinable" and a != "ghost"]
+        assert {a for a, _ in held} == {"node-a", "node-b"}, "the agents never joined the older gang"
+        # members leave a gang that never starts after its timeout plus 5 s, on their own clocks
+        assert max(s for _, s in held) <= joinable.timeout_s + 5 + 3, held
+        # the young job's leader yielded to the older gang still forming, however unfillable
+        lines = [e.line for e in [e async for e in job.events()] if isinstance(e, LogEvent)]
+        assert any("yielded to the older gang of ghost-h100" in line for line in lines), lines
+        # and it ran only once that gang's time was up
+        assert record.started_at >= unjoinable.created_at + unjoinable.timeout_s
+    finally:
+        await gangs.stop()
+        await client.close()
+
+
+def _ghost(job_id: str, node_pool: str, timeout_s: float, age_s: float) -> GangRecord:
+    return GangRecord(
+        job_id=job_id,
+        leader="ghost",
+        nodes=4,
+        gpus_per_node=1,
+        node_pool=node_pool,
+        submitted_at=time.time() - age_s,
+        rdzv_endpoint="127.0.0.1:9",
+        timeout_s=timeout_s,
+        members=[GangMember(agent="ghost", node="ghost", addr="127.0.0.1", gpus=[0], node_rank=0)],
+    )

@@ -179,7 +179,11 @@ class Agent:
                     continue
         js = self.nc.jetstream(timeout=self.settings.request_timeout)
         if not self.addr:
-            self.addr = advertise_addr_for(str(self.nc.connected_url.geturl()))
+            try:
+                self.addr = advertise_addr_for(self.nc.connected_url.geturl())
+            except OSError as exc:  # only multi-node jobs need it: run single-node work regardless
+                log.warning("cannot tell this node's address (%s); multi-node jobs will use 127.0.0.1", exc)
+                self.addr = "127.0.0.1"
         self.ifname = interface_of(self.addr)
         if self.cfg.metrics_port is not None:
             self.metrics.serve(self.cfg.metrics_port, self.cfg.metrics_host)
@@ -318,7 +322,7 @@ class Agent:
             return
         gpus = self.reserve(need)
         if spec.resources.nodes > 1:
-            self.gangs._spawn(self.gangs.lead(msg, spec, gpus), f"gang-lead-{spec.job_id}")
+            self.gangs.spawn(self.gangs.lead(msg, spec, gpus), f"gang-lead-{spec.job_id}")
             return
         try:
             claimed = await self._claim(msg, spec, gpus, fetched_at)

@@ -111,7 +111,7 @@ class Gangs:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._tick.wait(), timeout)
 
-    def _spawn(self, coro, name: str) -> asyncio.Task:
+    def spawn(self, coro, name: str) -> asyncio.Task:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -206,7 +206,7 @@ class Gangs:
             self._joining.add(rec.job_id)
             a.metrics.gang_joined()
             log.info("joined gang %s as node %d of %d", rec.job_id, me.node_rank, rec.nodes)
-            self._spawn(self._member(rec.job_id, gpus, rec.timeout_s), f"gang-member-{rec.job_id}")
+            self.spawn(self._member(rec.job_id, gpus, rec.timeout_s), f"gang-member-{rec.job_id}")
 
     async def _acceptable(self, job_id: str) -> bool:
         """Would this agent run the job at all (its operator's policy: model roots, remote code, outputs)?"""
@@ -234,7 +234,11 @@ class Gangs:
                 if rec.state is GangState.running:
                     break
                 if time.monotonic() > give_up or a._stopping.is_set():
-                    log.warning("gang %s still forming after %.0fs: leaving it, releasing GPUs", job_id, timeout_s)
+                    log.warning(
+                        "gang %s still forming %.0fs after we joined: leaving it, releasing GPUs",
+                        job_id,
+                        timeout_s + MEMBER_GRACE_S,
+                    )
                     await self._leave(job_id)
                     return
                 await self._wait_change()
@@ -270,7 +274,7 @@ class Gangs:
         return entry[0]
 
     async def _leave(self, job_id: str) -> None:
-        async def drop(rec: GangRecord) -> GangRecord | None:
+        def drop(rec: GangRecord) -> GangRecord | None:
             if rec.state is not GangState.forming or rec.member(self.agent.id) is None:
                 return None
             members = [m for m in rec.members if m.agent != self.agent.id]
@@ -404,7 +408,7 @@ class Gangs:
         """Form a gang for ``spec`` (fetched by this agent, ``gpus`` reserved), then run it or put it back."""
         a = self.agent
         jid = spec.job_id
-        keepalive = self._spawn(self._keep_message(msg), f"gang-keepalive-{jid}")
+        keepalive = self.spawn(self._keep_message(msg), f"gang-keepalive-{jid}")
         handed_to_run = False
         try:
             record = await a.check_claimable(msg, spec)
@@ -454,6 +458,12 @@ class Gangs:
             timeout_s=timeout,
             members=[GangMember(agent=a.id, node=a.cfg.node, addr=a.addr, gpus=gpus, node_rank=0)],
         )
+        older = self._older_forming(gang)
+        if older is not None:  # known already: do not even start collecting members
+            a.metrics.gang_outcome("yielded")
+            a.emit_log(spec, record.attempt, f"gang: yielded to the older gang of {older.job_id}; back to the queue")
+            await msg.nak(delay=a.cfg.retry_backoff_s)
+            return None
         revision = await self._create(gang)
         if revision is None:
             await msg.nak(delay=a.cfg.retry_backoff_s)
