@@ -5,6 +5,7 @@ queue positions, the Prometheus endpoint and the training-curve plot. Real agent
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
@@ -184,3 +185,18 @@ def _scrape(port: int) -> dict[str, float]:
 
 async def _agents_up(client: Client, n: int) -> bool:
     return len(await client.list_agents()) >= n
+
+
+def test_gpu_utilisation_is_read_again_for_each_heartbeat(tmp_path, monkeypatch):
+    from trl_nats_agent.capacity import discover_gpus, refresh_utilization
+
+    smi = tmp_path / "nvidia-smi"
+    reading = tmp_path / "util"
+    smi.write_text(f'#!/bin/sh\nu=$(cat {reading})\necho "0, NVIDIA H100 80GB HBM3, 81559, $u"\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    reading.write_text("7")
+    gpus = discover_gpus()
+    assert [(g.name, g.memory_mib, g.utilization) for g in gpus] == [("NVIDIA H100 80GB HBM3", 81559, 7.0)]
+    reading.write_text("93")
+    assert refresh_utilization(gpus)[0].utilization == 93.0

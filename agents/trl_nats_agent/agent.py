@@ -56,7 +56,7 @@ from trl_nats.store import IllegalTransition, JobNotFound, JobStore, LostClaim
 from trl_nats.topology import Topology, ensure_pool_consumer, ensure_topology
 from trl_nats_agent import __version__
 from trl_nats_agent.advisories import QUEUE_GROUP, MaxDeliveriesWatcher, advisory_subject
-from trl_nats_agent.capacity import pools_for, threads_per_slot
+from trl_nats_agent.capacity import pools_for, refresh_utilization, threads_per_slot
 from trl_nats_agent.checkpoints import DEFAULT_MAX_BYTES, CheckpointStore, CheckpointStoreError
 from trl_nats_agent.gang import GangLaunch, Gangs
 from trl_nats_agent.launcher import TrainingProcess, free_port, torchrun_command
@@ -279,6 +279,8 @@ class Agent:
 
     async def _heartbeat_loop(self) -> None:
         while not self._stopping.is_set():
+            if self.cfg.device == "cuda":  # utilisation changes; the fleet view shows the latest reading
+                self.cfg.gpus = await asyncio.to_thread(refresh_utilization, self.cfg.gpus)
             await self._heartbeat_once()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.cfg.heartbeat_s)

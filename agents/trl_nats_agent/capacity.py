@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 
+import msgspec
+
 from trl_nats.messages import GpuInfo, Resources
 
 
@@ -35,6 +37,12 @@ def discover_gpus() -> list[GpuInfo]:
         util = float(parts[3]) if len(parts) > 3 and parts[3].replace(".", "", 1).isdigit() else None
         gpus.append(GpuInfo(index=int(parts[0]), name=parts[1], memory_mib=int(float(parts[2])), utilization=util))
     return gpus
+
+
+def refresh_utilization(gpus: list[GpuInfo]) -> list[GpuInfo]:
+    """``gpus`` with utilisation read again from nvidia-smi (unchanged if it cannot be read)."""
+    now = {g.index: g.utilization for g in discover_gpus()}
+    return [msgspec.structs.replace(g, utilization=now.get(g.index, g.utilization)) for g in gpus]
 
 
 def cpu_slots(n: int) -> list[GpuInfo]:
