@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from trl import DPOConfig, DPOTrainer
 
@@ -84,41 +83,64 @@ class _DPOTrainer(RecipeTrainerMixin, DPOTrainer):
             super().__init__(*args, **kwargs)
 
     def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
-        """TRL's precompute, behind the shared cache. Rank 0 decides hit or miss for every rank: the miss path
-        runs collectives, so ranks must never disagree (another job may write the file meanwhile)."""
+        """TRL's precompute, behind the shared cache, and without TRL's own cache file.
+
+        Rank 0 decides hit or miss for every rank: the miss path runs collectives, so ranks must never
+        disagree (another job may write the file meanwhile). On a hit rank 0 sends the log-probs to the
+        others (two float32 vectors, one number per pair). On a miss every rank gets them from the
+        pass's gather. Nothing is read from a file another rank wrote: the ranks of a multi-node job
+        have different disks (TRL's own precompute writes its Arrow file on rank 0 and reads it on all).
+        """
         from accelerate.utils import broadcast_object_list
         from datasets import Dataset, concatenate_datasets
 
         entry = self.reference.keys.get(name) if self.reference else None
-        if entry is None:  # a dataset handed to evaluate() later: TRL's own path
-            return super()._precompute_ref_logps(dataset, name, batch_size)
-        key, inputs = entry
-        cache = self.reference.cache
-        loaded = cache.load(key, len(dataset)) if self.accelerator.is_main_process else None
-        hit = [loaded is not None]
-        broadcast_object_list(hit, from_process=0)
+        loaded = None
+        if entry is not None:
+            key, inputs = entry
+            cache = self.reference.cache
+            shared = [cache.load(key, len(dataset)) if self.accelerator.is_main_process else None]
+            broadcast_object_list(shared, from_process=0)
+            loaded = shared[0]
         start = time.monotonic()
-        if hit[0]:
-            if loaded is None:  # not rank 0: the file rank 0 read is there (cache files are never removed)
-                loaded = cache.load(key, len(dataset))
-            if loaded is None:
-                raise RuntimeError(f"reference log-probs {cache.path(key)} could not be read on this rank")
+        if loaded is not None:
             chosen, rejected = loaded
             self.reference.log(f"reference log-probs for {name}: {len(dataset)} pairs read from {cache.path(key)}")
         else:
-            with_ref = super()._precompute_ref_logps(dataset, name, batch_size).with_format("numpy")
-            chosen = torch.from_numpy(np.asarray(with_ref["ref_chosen_logps"], dtype=np.float32))
-            rejected = torch.from_numpy(np.asarray(with_ref["ref_rejected_logps"], dtype=np.float32))
-            if self.accelerator.is_main_process:
-                cache.store(key, chosen, rejected, inputs)
-            self.accelerator.wait_for_everyone()
-            self.reference.log(
-                f"reference log-probs for {name}: {len(dataset)} pairs computed in {time.monotonic() - start:.1f} s, "
-                f"cached at {cache.path(key)}"
-            )
+            chosen, rejected = self._reference_pass(dataset, batch_size)
+            if entry is not None:  # None: a dataset handed to evaluate() later, not worth a cache entry
+                if self.accelerator.is_main_process:
+                    cache.store(key, chosen, rejected, inputs)
+                self.accelerator.wait_for_everyone()
+                self.reference.log(
+                    f"reference log-probs for {name}: {len(dataset)} pairs computed in "
+                    f"{time.monotonic() - start:.1f} s, cached at {cache.path(key)}"
+                )
         # Both paths build the columns the same way, from float32, so a cached run trains on identical inputs.
         columns = Dataset.from_dict({"ref_chosen_logps": chosen.numpy(), "ref_rejected_logps": rejected.numpy()})
         return concatenate_datasets([dataset, columns], axis=1)
+
+    def _reference_pass(self, dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference log-probs of every pair, in dataset order, on every rank: TRL's precompute loop."""
+        from torch.utils.data import DataLoader
+
+        loader = self.accelerator.prepare(
+            DataLoader(
+                dataset,
+                batch_size=batch_size,
+                collate_fn=self.data_collator,
+                num_workers=self.args.dataloader_num_workers,
+                pin_memory=self.args.dataloader_pin_memory,
+                shuffle=False,
+            )
+        )
+        model = self.ref_model or self.model
+        chosen, rejected = [], []
+        for batch in loader:
+            c, r = self.accelerator.gather_for_metrics(self.compute_ref_log_probs(model, batch))
+            chosen.append(c.cpu())
+            rejected.append(r.cpu())
+        return torch.cat(chosen).float(), torch.cat(rejected).float()
 
 
 class DPORecipe:
