@@ -17,6 +17,7 @@ from trl_nats.client import Client
 from trl_nats.messages import (
     GangMember,
     GangRecord,
+    JobRecord,
     JobSpec,
     JobState,
     LogEvent,
@@ -232,7 +233,13 @@ async def test_gangs_whose_leaders_died_hold_no_agent_past_their_timeout_and_you
         # wants H100s, so they cannot join it, and it stays "forming" longer.
         joinable = _ghost("ghost-joinable", "n1g1any", timeout_s=4.0, age_s=200)
         unjoinable = _ghost("ghost-h100", "n1g1h100", timeout_s=10.0, age_s=100)
-        for ghost in (joinable, unjoinable):
+        ds = await client.upload_dataset(ROWS)
+        for ghost, gpu_type in ((joinable, None), (unjoinable, "H100")):
+            # the job's record exists (agents read it before joining); its message is with the dead leader
+            spec = JobSpec(
+                job_id=ghost.job_id, model="unused", dataset=ds, resources=Resources(nodes=4, gpu_type=gpu_type)
+            )
+            await client.store.create(JobRecord(job_id=ghost.job_id, spec=spec, submitted_at=ghost.submitted_at))
             await client.topo.gangs.create(ghost.job_id, encode(ghost))
         job = await _gang_job(client, "young", steps="3")
         record = await job.wait(timeout=600)
