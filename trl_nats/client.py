@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
@@ -49,6 +50,7 @@ from trl_nats.topology import Topology, ensure_topology
 log = logging.getLogger(__name__)
 
 _row_encoder = msgspec.json.Encoder(order="sorted")
+FLEET_CACHE_S = 2.0  # how stale the fleet may be when checking that a new job fits some agent
 
 
 class JobAlreadyFinished(ValueError):
@@ -109,6 +111,7 @@ class Client:
         self.topo = topo
         self.js = topo.js
         self.store = JobStore(topo.jobs)
+        self._fleet_cache: tuple[float, list[AgentRecord]] | None = None
 
     @classmethod
     async def connect(cls, settings: NatsSettings | None = None, *, name: str = "trl-nats-client") -> Client:
@@ -164,7 +167,7 @@ class Client:
         """
         validate_spec(spec)
         if check_fleet and not await self._exists(spec.job_id):
-            reason = unschedulable_reason(spec.resources, await self.list_agents())
+            reason = unschedulable_reason(spec.resources, await self._fleet())
             if reason:
                 raise Unschedulable(reason)
         seen = len(getattr(self.nc, "trl_violations", ()))
@@ -192,6 +195,14 @@ class Client:
         if created:
             await self._publish_status(record, JobState.scheduled, "submitted", msg_suffix="submitted")
         return Job(self, spec.job_id)
+
+    async def _fleet(self) -> list[AgentRecord]:
+        """The agents for the fit check, read at most every FLEET_CACHE_S: a burst of submissions
+        should not read every heartbeat for every job."""
+        t = time.monotonic()
+        if self._fleet_cache is None or t - self._fleet_cache[0] > FLEET_CACHE_S:
+            self._fleet_cache = (t, await self.list_agents())
+        return self._fleet_cache[1]
 
     async def _exists(self, job_id: str) -> bool:
         try:
