@@ -86,7 +86,7 @@ class AgentConfig:
     cancel_grace_s: float = 10.0
     drain_timeout_s: float = 0.0  # on shutdown: wait this long for running jobs, then hand them back
     retry_backoff_s: float = 2.0
-    progress_write_s: float = 2.0  # at most one KV progress write per job this often
+    progress_write_s: float = 1.0  # at most one KV progress write per job this often
     recipe_override: str | None = None  # a module to run instead of the kind's recipe (tests, benchmarks)
     checkpoint_store: str = "local"  # "local", "nats", or a shared directory (see checkpoints.py)
     checkpoint_max_bytes: int = DEFAULT_MAX_BYTES
