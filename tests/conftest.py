@@ -129,3 +129,39 @@ def start_agent(env_for, tmp_path: Path):
 
 
 NOOP = "trl_nats_agent.recipes.noop"
+
+
+SHIPPED_PREFERENCES = REPO / "trl_nats" / "data" / "preferences.jsonl"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The tiny Llama and tokenizer built from the shipped preference data, once per test run."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    subprocess.run(
+        [PYTHON, "-m", "trl_nats_agent.tiny", str(out), "--dataset", str(SHIPPED_PREFERENCES)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return out
+
+
+async def wait_for(predicate, what: str, timeout: float = 180.0, every: float = 0.2):
+    """Poll an async predicate until it returns something truthy (a hang guard, not a speed limit)."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def agents_up(client, n: int) -> bool:
+    return len(await client.list_agents()) >= n

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import nats
 import pytest
-from conftest import NOOP, processes_matching
+from conftest import NOOP, agents_up, processes_matching, wait_for
 
 from trl_nats.client import Client
 from trl_nats.messages import JobSpec, JobState, MetricsEvent, Resources, StatusEvent, encode
@@ -20,16 +19,6 @@ from trl_nats.messages import JobSpec, JobState, MetricsEvent, Resources, Status
 pytestmark = pytest.mark.integration
 
 ROWS = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(4)]
-
-
-async def _wait_for(predicate, what: str, timeout: float = 120.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def _submit(client: Client, job_id: str, gpus: int = 1, **labels: str):
@@ -92,7 +81,7 @@ async def test_cancel_stops_torchrun_and_records_cancelled(settings, start_agent
         record = await job.wait(timeout=120)
         assert record.state is JobState.cancelled
         assert record.finished_at is not None
-        await _wait_for(lambda: _none_left("long-job"), "torchrun processes to exit", timeout=30)
+        await wait_for(lambda: _none_left("long-job"), "torchrun processes to exit", timeout=30)
         agents = await client.list_agents()
         assert agents[0].running_jobs == [] and len(agents[0].free_gpus) == 2
         assert agent.proc.poll() is None, "the agent keeps serving"
@@ -129,7 +118,7 @@ async def test_two_agents_run_every_job_exactly_once_where_it_fits(settings, sta
     start_agent("big", slots=2, recipe=NOOP)
     client = await Client.connect(settings)
     try:
-        await _wait_for(lambda: _agents_up(client, 2), "both agents to heartbeat")
+        await wait_for(lambda: agents_up(client, 2), "both agents to heartbeat")
         jobs = []
         for i in range(6):
             gpus = 2 if i % 3 == 0 else 1
@@ -152,10 +141,6 @@ async def test_two_agents_run_every_job_exactly_once_where_it_fits(settings, sta
                 assert in_use <= capacity[owner], f"{owner} ran {in_use} slots of work at once"
     finally:
         await client.close()
-
-
-async def _agents_up(client: Client, n: int) -> bool:
-    return len(await client.list_agents()) >= n
 
 
 async def test_failing_job_is_retried_then_fails_with_its_output(settings, start_agent):
@@ -199,7 +184,7 @@ async def test_sigterm_hands_running_jobs_back_to_the_fleet(settings, start_agen
             rec = await job.status()
             return rec.state is JobState.in_progress and rec.owner == "leaving" and rec.step > 0
 
-        await _wait_for(owned_by_leaving, "the first agent to start the job", timeout=180)
+        await wait_for(owned_by_leaving, "the first agent to start the job", timeout=180)
         assert leaving.stop(signal.SIGTERM) == 0
         assert not processes_matching("handed-back"), "the leaving agent's torchrun must be gone"
         record = await job.status()

@@ -7,8 +7,6 @@ step sees the same pairs: see test_recipe.py) must produce the same losses.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,18 +20,6 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "trl_nats" / "data" / "preferences.jsonl"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("model") / "tiny"
-    subprocess.run(
-        [sys.executable, "-m", "trl_nats_agent.tiny", str(out), "--dataset", str(SHIPPED)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    return out
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:

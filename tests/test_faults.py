@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -100,18 +98,6 @@ def noop_spec(job_id: str, ref, *, gpus: int = 1, max_attempts: int = 3, **label
         max_attempts=max_attempts,
         labels={f"noop.{k}": v for k, v in labels.items()},
     )
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("model") / "tiny"
-    subprocess.run(
-        [sys.executable, "-m", "trl_nats_agent.tiny", str(out), "--dataset", str(SHIPPED)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    return out
 
 
 # -- crash recovery ------------------------------------------------------------------

@@ -4,7 +4,6 @@ queue positions, the Prometheus endpoint and the training-curve plot. Real agent
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -14,7 +13,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import NOOP
+from conftest import NOOP, agents_up, wait_for
 from trl_nats_agent.launcher import free_port
 
 from trl_nats.client import Client, Unschedulable
@@ -24,16 +23,6 @@ from trl_nats.store import JobNotFound
 pytestmark = pytest.mark.integration
 
 ROWS = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(4)]
-
-
-async def _wait_for(predicate, what: str, timeout: float = 180.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _spec(job_id: str, dataset, gpus: int = 1, nodes: int = 1, max_attempts: int = 3, **labels: str) -> JobSpec:
@@ -57,7 +46,7 @@ async def test_routing_by_shape_sharing_a_big_node_and_rejecting_what_nothing_fi
     start_agent("big", slots=2, recipe=NOOP)
     client = await Client.connect(settings)
     try:
-        await _wait_for(lambda: _agents_up(client, 1), "the big agent to heartbeat")
+        await wait_for(lambda: agents_up(client, 1), "the big agent to heartbeat")
         ds = await client.upload_dataset(ROWS)
         # two one-slot jobs share the two-slot node: they run at the same time
         shared = [await client.submit(_spec(f"share-{i}", ds, steps="12", step_s="0.25")) for i in range(2)]
@@ -68,7 +57,7 @@ async def test_routing_by_shape_sharing_a_big_node_and_rejecting_what_nothing_fi
         assert a.started_at < b.finished_at and b.started_at < a.finished_at, "the two jobs did not overlap"
 
         start_agent("small", slots=1, recipe=NOOP)
-        await _wait_for(lambda: _agents_up(client, 2), "the small agent to heartbeat")
+        await wait_for(lambda: agents_up(client, 2), "the small agent to heartbeat")
         jobs = [await client.submit(_spec(f"two-{i}", ds, gpus=2, steps="3")) for i in range(2)]
         jobs += [await client.submit(_spec(f"one-{i}", ds, gpus=1, steps="3", step_s="0.2")) for i in range(4)]
         records = [await j.wait(timeout=300) for j in jobs]
@@ -99,13 +88,13 @@ async def test_agents_disappear_after_their_ttl_and_waiting_jobs_show_their_queu
     agent = start_agent("short-lived", slots=1, recipe=NOOP)
     client = await Client.connect(settings)
     try:
-        await _wait_for(lambda: _agents_up(client, 1), "the agent to heartbeat")
+        await wait_for(lambda: agents_up(client, 1), "the agent to heartbeat")
         out = _cli(env_for(), "agents")
         assert out.returncode == 0 and "short-lived" in out.stdout and "1/1" in out.stdout, out.stdout
         agent.stop(signal.SIGKILL)  # no goodbye: only the TTL can remove it
         killed = time.monotonic()
         assert [a.agent_id for a in await client.list_agents()] == ["short-lived"], "gone before its TTL"
-        await _wait_for(_no_agents(client), "the dead agent's heartbeat to expire", timeout=120)
+        await wait_for(_no_agents(client), "the dead agent's heartbeat to expire", timeout=120)
         assert time.monotonic() - killed >= settings.agent_ttl_s - 3.5  # last beat <=1s before the kill
         assert "no agents" in _cli(env_for(), "agents").stdout
 
@@ -135,7 +124,7 @@ async def test_prometheus_counters_move_with_real_jobs_and_plot_draws_the_curves
     start_agent("observed", slots=2, recipe=NOOP, extra=["--metrics-port", str(port), "--metrics-host", "127.0.0.1"])
     client = await Client.connect(settings)
     try:
-        await _wait_for(lambda: _agents_up(client, 1), "the agent to heartbeat")
+        await wait_for(lambda: agents_up(client, 1), "the agent to heartbeat")
         before = _scrape(port)
         assert before["trl_nats_agent_gpus"] == 2 and before["trl_nats_agent_claims_total"] == 0
         ds = await client.upload_dataset(ROWS)
@@ -144,7 +133,7 @@ async def test_prometheus_counters_move_with_real_jobs_and_plot_draws_the_curves
         async def training() -> bool:
             return (await long_job.status()).step > 0
 
-        await _wait_for(training, "the long job to report steps", timeout=300)
+        await wait_for(training, "the long job to report steps", timeout=300)
         during = _scrape(port)
         assert during["trl_nats_agent_jobs_running"] == 1 and during["trl_nats_agent_gpus_busy"] == 1
         flaky = await client.submit(_spec("observed-flaky", ds, max_attempts=2, steps="3", fail="first"))
@@ -181,10 +170,6 @@ def _scrape(port: int) -> dict[str, float]:
             name, value = line.rsplit(" ", 1)
             values[name] = float(value)
     return values
-
-
-async def _agents_up(client: Client, n: int) -> bool:
-    return len(await client.list_agents()) >= n
 
 
 def test_gpu_utilisation_is_read_again_for_each_heartbeat(tmp_path, monkeypatch):

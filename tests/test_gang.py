@@ -11,7 +11,7 @@ import asyncio
 import time
 
 import pytest
-from conftest import NOOP
+from conftest import NOOP, agents_up, wait_for
 
 from trl_nats.client import Client
 from trl_nats.messages import (
@@ -32,16 +32,6 @@ pytestmark = pytest.mark.integration
 
 ROWS = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(4)]
 GANG_TIMEOUT = 8.0
-
-
-async def _wait_for(predicate, what: str, timeout: float = 180.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def _gang_job(
@@ -105,7 +95,7 @@ async def test_two_gangs_competing_for_two_agents_run_one_after_the_other(settin
     client = await Client.connect(settings)
     gangs = await GangLog().start(client)
     try:
-        await _wait_for(lambda: _agents_up(client, 2), "both agents to heartbeat")
+        await wait_for(lambda: agents_up(client, 2), "both agents to heartbeat")
         first = await _gang_job(client, "gang-first", steps="8", step_s="0.25")
         second = await _gang_job(client, "gang-second", steps="8", step_s="0.25")
         records = [await first.wait(timeout=600), await second.wait(timeout=600)]
@@ -141,13 +131,13 @@ async def test_a_node_that_fails_stops_the_whole_gang_and_the_job_is_retried_as_
         start_agent(name, slots=1, recipe=NOOP, extra=["--gang-timeout", str(GANG_TIMEOUT)])
     client = await Client.connect(settings)
     try:
-        await _wait_for(lambda: _agents_up(client, 2), "both agents to heartbeat")
+        await wait_for(lambda: agents_up(client, 2), "both agents to heartbeat")
         # rank 1 (node 1) dies at once on attempt 1; rank 0 would go on for 400 steps on its own
         job = await _gang_job(
             client, "gang-flaky", max_attempts=2, steps="400", step_s="0.1", fail="first", fail_rank="1"
         )
         # attempt 2 runs both nodes to the end: cancel it rather than wait 40 s, it has proven its point
-        await _wait_for(lambda: _running(job, attempt=2), "attempt 2 to start on both nodes", timeout=600)
+        await wait_for(lambda: _running(job, attempt=2), "attempt 2 to start on both nodes", timeout=600)
         await job.cancel()
         record = await job.wait(timeout=300)
         assert record.state is JobState.cancelled and record.attempt == 2
@@ -165,7 +155,7 @@ async def test_a_node_that_fails_stops_the_whole_gang_and_the_job_is_retried_as_
         assert "node 1 (node-b) failed" in retry.message or "node 1 (node-a) failed" in retry.message, retry.message
         first_steps = [e.step for e in events if isinstance(e, MetricsEvent) and e.attempt == 1]
         assert not first_steps or max(first_steps) < 400, "node 0 ran on alone after node 1 died"
-        await _wait_for(lambda: _all_idle(client), "both agents to be idle again", timeout=120)
+        await wait_for(lambda: _all_idle(client), "both agents to be idle again", timeout=120)
         assert (await client.list_gangs()) == []
     finally:
         await client.close()
@@ -175,13 +165,13 @@ async def test_a_gang_that_cannot_form_releases_its_leader_and_waits(settings, s
     start_agent("lonely", slots=1, recipe=NOOP, extra=["--gang-timeout", "3"])
     client = await Client.connect(settings)
     try:
-        await _wait_for(lambda: _agents_up(client, 1), "the agent to heartbeat")
+        await wait_for(lambda: agents_up(client, 1), "the agent to heartbeat")
         # two nodes wanted, one agent up (as when the fleet shrank after the job was queued)
         job = await _gang_job(client, "gang-waits", check_fleet=False, steps="3")
         assert (await job.status()).state is JobState.scheduled
         gangs = await GangLog().start(client)
         try:
-            await _wait_for(lambda: _formed_then_gone(gangs, "gang-waits"), "a formation to time out", timeout=120)
+            await wait_for(lambda: _formed_then_gone(gangs, "gang-waits"), "a formation to time out", timeout=120)
         finally:
             await gangs.stop()
         # while no gang forms, the agent holds nothing and runs single-node work
@@ -205,10 +195,6 @@ async def _formed_then_gone(gangs: GangLog, job_id: str) -> bool:
     return any(r is not None for r in seen) and seen[-1] is None
 
 
-async def _agents_up(client: Client, n: int) -> bool:
-    return len(await client.list_agents()) >= n
-
-
 async def _running(job, attempt: int) -> bool:
     rec = await job.status()
     return rec.state is JobState.in_progress and rec.attempt == attempt and rec.step > 0
@@ -227,7 +213,7 @@ async def test_gangs_whose_leaders_died_hold_no_agent_past_their_timeout_and_you
     client = await Client.connect(settings)
     gangs = await GangLog().start(client)
     try:
-        await _wait_for(lambda: _agents_up(client, 2), "both agents to heartbeat")
+        await wait_for(lambda: agents_up(client, 2), "both agents to heartbeat")
         # two older jobs' gangs, forming, whose leaders died right after writing them: nobody will
         # ever abort them. The agents can join the first (it can never fill: 4 nodes); the second
         # wants H100s, so they cannot join it, and it stays "forming" longer.

@@ -42,18 +42,6 @@ SHIPPED = REPO / "trl_nats" / "data" / "preferences.jsonl"
 PROCESS_LIMIT_S = 900  # outer kill for every process in a namespace: failures there look like hangs
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("model") / "tiny"
-    subprocess.run(
-        [sys.executable, "-m", "trl_nats_agent.tiny", str(out), "--dataset", str(SHIPPED)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    return out
-
-
 class Fleet:
     """A nats-server and agents, each agent in its own namespace when the machine allows."""
 

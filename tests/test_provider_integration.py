@@ -25,7 +25,7 @@ import psutil
 import pytest
 from conftest import processes_matching
 from llama_stack_client import LlamaStackClient
-from trl_nats_provider.embedded import EmbeddedStack, build_tiny_model, shipped_dataset
+from trl_nats_provider.embedded import EmbeddedStack, shipped_dataset
 from trl_nats_provider.stack import SHIPPED_RUN_CONFIG, LlamaStackServer, free_port
 
 from trl_nats.client import Client
@@ -135,11 +135,6 @@ def assert_loads(path: str) -> None:
 
 
 # -- the stack ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny", shipped_dataset("preferences.jsonl"))
 
 
 @pytest.fixture(scope="module")
