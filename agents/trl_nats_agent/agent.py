@@ -27,7 +27,7 @@ from pathlib import Path
 import msgspec
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.errors import FetchTimeoutError, NotFoundError
+from nats.js.errors import FetchTimeoutError
 
 from trl_nats.messages import (
     AgentRecord,
@@ -449,20 +449,25 @@ class Agent:
         log.info("claimed %s attempt %d on %s %s", spec.job_id, attempt, self.cfg.device, gpus)
         return job
 
-    async def _owner_alive(self, record: JobRecord) -> bool:
-        if not record.owner:
-            return False
+    async def fresh_heartbeat(self, agent_id: str) -> AgentRecord | None:
+        """``agent_id``'s heartbeat record if it is in the agents bucket and younger than the TTL."""
         try:
-            entry = await self.topo.agents.get(record.owner)
-        except (NotFoundError, Exception):
-            return False
+            entry = await self.topo.agents.get(agent_id)
+        except Exception:  # not found, expired, or the broker is restarting: not known alive
+            return None
         if not entry.value:
-            return False
+            return None
         try:
             other = decode(entry.value, AgentRecord)
         except BadMessage:
+            return None
+        return other if now() - other.heartbeat_at < self.settings.agent_ttl_s else None
+
+    async def _owner_alive(self, record: JobRecord) -> bool:
+        if not record.owner:
             return False
-        return record.job_id in other.running_jobs and now() - other.heartbeat_at < self.settings.agent_ttl_s
+        owner = await self.fresh_heartbeat(record.owner)
+        return owner is not None and record.job_id in owner.running_jobs
 
     async def _finish_exhausted(self, record: JobRecord) -> None:
         reason = f"gave up after {record.attempt} attempt(s)" + (

@@ -37,7 +37,6 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from trl_nats.messages import (
-    AgentRecord,
     Allocation,
     BadMessage,
     GangMember,
@@ -382,17 +381,7 @@ class Gangs:
 
     async def _alive(self, agent_id: str, job_id: str) -> bool:
         """The agent's heartbeat is in the agents bucket and fresh."""
-        try:
-            entry = await self.agent.topo.agents.get(agent_id)
-        except Exception:
-            return False
-        if not entry.value:
-            return False
-        try:
-            rec = decode(entry.value, AgentRecord)
-        except BadMessage:
-            return False
-        return now() - rec.heartbeat_at < self.agent.settings.agent_ttl_s
+        return await self.agent.fresh_heartbeat(agent_id) is not None
 
     async def _set_state(self, job_id: str, attempt: int, state: GangState, reason: str) -> None:
         def move(rec: GangRecord) -> GangRecord | None:
