@@ -609,6 +609,14 @@ def save_final_model(trainer: Any, output_dir: Path, dist_info: DistInfo) -> Pat
     return final
 
 
+def report_final(trainer: Any, final: Path, events: EventEmitter) -> None:
+    """The final checkpoint event, with the run's last logged metrics, and a closing log line."""
+    state = trainer.state
+    metrics = {k: v for k, v in (state.log_history[-1] if state.log_history else {}).items() if k != "epoch"}
+    events.checkpoint(state.global_step, state.epoch or 0.0, str(final), metrics, final=True)
+    events.log(f"done: {state.global_step} steps, final model in {final}")
+
+
 # -- the driver ----------------------------------------------------------------------
 
 

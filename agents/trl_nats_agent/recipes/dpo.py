@@ -272,10 +272,7 @@ class DPORecipe:
         assert self.trainer is not None
         self.events.log("saving the final model")
         final = common.save_final_model(self.trainer, self.args.output, self.dist)
-        state = self.trainer.state
-        metrics = {k: v for k, v in (state.log_history[-1] if state.log_history else {}).items() if k != "epoch"}
-        self.events.checkpoint(state.global_step, state.epoch or 0.0, str(final), metrics, final=True)
-        self.events.log(f"done: {state.global_step} steps, final model in {final}")
+        common.report_final(self.trainer, final, self.events)
 
     def cleanup(self, ok: bool) -> None:
         self.events.close()

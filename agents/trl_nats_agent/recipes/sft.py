@@ -143,10 +143,7 @@ class SFTRecipe:
         final = common.save_final_model(self.trainer, self.args.output, self.dist)
         if self.spec.params.lora is not None:
             final = self._merge_adapter(final)
-        state = self.trainer.state
-        metrics = {k: v for k, v in (state.log_history[-1] if state.log_history else {}).items() if k != "epoch"}
-        self.events.checkpoint(state.global_step, state.epoch or 0.0, str(final), metrics, final=True)
-        self.events.log(f"done: {state.global_step} steps, final model in {final}")
+        common.report_final(self.trainer, final, self.events)
 
     def _merge_adapter(self, saved_adapter):
         """Rank 0 reloads the base model, merges the saved adapter into it and writes the result to ``final``."""
