@@ -425,6 +425,23 @@ def agent_available() -> bool:
     return importlib.util.find_spec("trl_nats_agent") is not None
 
 
+def _agent_process(state_dir: Path, device: str, slots: int, server_url: str, *extra: str) -> subprocess.Popen:
+    """The node agent as a child process of this command, talking to ``server_url``."""
+    cmd = [sys.executable, "-m", "trl_nats_agent", "--state-dir", str(state_dir), "--device", device]
+    cmd += ["--slots", str(slots), *extra]
+    return subprocess.Popen(cmd, env=dict(os.environ, TRL_NATS_SERVERS=server_url))
+
+
+def _stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def run_up(args) -> int:
     from trl_nats.server import EmbeddedNats
 
@@ -432,23 +449,11 @@ def run_up(args) -> int:
     server = EmbeddedNats(state / "nats", host=args.host, port=args.port).start()
     procs: list[subprocess.Popen] = []
     print(f"nats-server {server.url} (JetStream store {state / 'nats'})", flush=True)
-    env = dict(os.environ, TRL_NATS_SERVERS=server.url)
     try:
         if not args.no_agent:
             if not agent_available():
                 raise CliError("the agent package is not installed here: pip install ./agents (or use --no-agent)")
-            cmd = [
-                sys.executable,
-                "-m",
-                "trl_nats_agent",
-                "--state-dir",
-                str(state / "agent"),
-                "--device",
-                args.device,
-                "--slots",
-                str(args.slots),
-            ]
-            procs.append(subprocess.Popen(cmd, env=env))
+            procs.append(_agent_process(state / "agent", args.device, args.slots, server.url))
             print(f"agent started ({args.device}, state {state / 'agent'})", flush=True)
         print(f"export TRL_NATS_SERVERS={server.url}   # then: trl-nats submit / jobs / watch / agents", flush=True)
         stop = {"flag": False}
@@ -465,13 +470,7 @@ def run_up(args) -> int:
             time.sleep(0.5)
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            _stop_process(p)
         server.stop()
         print("stopped", flush=True)
     return 0
@@ -493,23 +492,7 @@ def run_demo(args) -> int:
         )
     server = EmbeddedNats(state / "nats").start()
     print(f"nats-server {server.url}", flush=True)
-    env = dict(os.environ, TRL_NATS_SERVERS=server.url)
-    agent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trl_nats_agent",
-            "--state-dir",
-            str(state / "agent"),
-            "--device",
-            args.device,
-            "--slots",
-            str(args.gpus),
-            "--log-level",
-            "WARNING",
-        ],
-        env=env,
-    )
+    agent = _agent_process(state / "agent", args.device, args.gpus, server.url, "--log-level", "WARNING")
     try:
         ns = argparse.Namespace(
             servers=server.url,
@@ -536,11 +519,7 @@ def run_demo(args) -> int:
         print(f"submitting a DPO job on {args.gpus} process(es) with FSDP2: {args.steps} steps", flush=True)
         return asyncio.run(_run_with(ns, cmd_submit))
     finally:
-        agent.terminate()
-        try:
-            agent.wait(30)
-        except subprocess.TimeoutExpired:
-            agent.kill()
+        _stop_process(agent)
         server.stop()
 
 
