@@ -36,6 +36,7 @@ from trl_nats.messages import (
     TrainingParams,
     decode,
 )
+from trl_nats.rows import RowError, RowsCheck, read_jsonl
 from trl_nats.settings import add_connection_args, settings_from_args
 from trl_nats.store import JobNotFound
 
@@ -160,40 +161,17 @@ def _set_params(params: TrainingParams, pairs: list[str]) -> TrainingParams:
         raise CliError(f"--set: {exc}") from None
 
 
-def _read_rows(path: str) -> list[dict]:
+def read_dataset(path: str, kind: JobKind) -> RowsCheck:
+    """The dataset file's rows, checked against the one row schema before the job is queued."""
     p = Path(path)
     if not p.exists():
         raise CliError(f"dataset file {path} does not exist")
-    rows = []
-    with open(p) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise CliError(f"{path}:{n}: not valid JSON ({exc}); the dataset must be JSON lines") from None
-            if not isinstance(row, dict):
-                raise CliError(f"{path}:{n}: each line must be a JSON object")
-            rows.append(row)
-    if not rows:
-        raise CliError(f"dataset file {path} has no rows")
-    return rows
-
-
-def check_rows(rows: list[dict], kind: JobKind) -> None:
-    """Field-level checks a user should hear about before the job is queued."""
-    need = ("prompt", "chosen", "rejected") if kind is JobKind.dpo else None
-    for i, row in enumerate(rows, 1):
-        if need:
-            for key in need:
-                v = row.get(key)
-                if v is None:
-                    raise CliError(f"row {i}: missing field {key!r} (DPO rows need prompt, chosen and rejected)")
-                if not (isinstance(v, str) and v.strip()) and not (isinstance(v, list) and v):
-                    raise CliError(f"row {i}: field {key!r} must be a non-empty string or a list of messages")
-        elif not ("messages" in row or ("prompt" in row and "completion" in row) or "text" in row):
-            raise CliError(f"row {i}: SFT rows need 'messages', 'prompt'+'completion' or 'text'")
+    try:
+        return read_jsonl(p.read_bytes(), kind)
+    except OSError as exc:
+        raise CliError(f"cannot read dataset file {path}: {exc}") from None
+    except RowError as exc:
+        raise CliError(f"dataset {path}: {exc}") from None
 
 
 async def cmd_submit(client: Client, args) -> int:
@@ -207,8 +185,7 @@ async def cmd_submit(client: Client, args) -> int:
         if not args.model:
             raise CliError("--model is required (a Hugging Face id or a path on the agents)")
         dataset = args.dataset or str(DATA_DIR / ("preferences.jsonl" if kind is JobKind.dpo else "sft.jsonl"))
-        rows = _read_rows(dataset)
-        check_rows(rows, kind)
+        rows = read_dataset(dataset, kind).rows
         params = _set_params(TrainingParams(), args.set or [])
         try:
             spec = JobSpec(
