@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nkeys
 import pytest
-from conftest import NOOP, AgentProcess
+from support import NOOP, AgentProcess, preference_rows
 
 from trl_nats.client import Client
 from trl_nats.messages import JobSpec, JobState
@@ -25,7 +25,6 @@ from trl_nats.subjects import Names
 
 pytestmark = pytest.mark.integration
 
-ROWS = [{"prompt": "p", "chosen": "good", "rejected": "bad"}]
 PASSWORDS = {"provider": "prov-secret", "agent": "agent-secret", "viewer": "view-secret"}
 
 
@@ -76,7 +75,7 @@ async def test_roles_get_exactly_their_permissions(secured, tmp_path):
     try:
         provider = await _wait_connect(_settings(server, "provider"))
         try:
-            ref = await provider.upload_dataset(ROWS)
+            ref = await provider.upload_dataset(preference_rows(1))
             job = await provider.submit(JobSpec(job_id="allowed", model="m", dataset=ref))
             record = await job.wait(timeout=300)
             assert record.state is JobState.completed, record.error
