@@ -141,7 +141,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("model") / "tiny"
     subprocess.run(
-        [PYTHON, "-m", "trl_nats_agent.tiny", str(out), "--dataset", str(SHIPPED_PREFERENCES)],
+        [PYTHON, "-m", "trl_nats_agent.testing.tiny", str(out), "--dataset", str(SHIPPED_PREFERENCES)],
         check=True,
         capture_output=True,
         timeout=600,

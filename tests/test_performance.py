@@ -81,7 +81,7 @@ def tiny_model(workspace: Path) -> Path:
     rows = write_jsonl(workspace / "corpus.jsonl", dpo_rows())
     out = workspace / "tiny"
     proc = subprocess.run(
-        [sys.executable, "-m", "trl_nats_agent.tiny", str(out), "--dataset", str(rows), "--seed", "0"],
+        [sys.executable, "-m", "trl_nats_agent.testing.tiny", str(out), "--dataset", str(rows), "--seed", "0"],
         env=recipe_env(None), capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
     )  # fmt: skip
     assert_ok(proc)

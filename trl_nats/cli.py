@@ -488,7 +488,7 @@ def run_demo(args) -> int:
     if not (model_dir / "config.json").exists():
         print(f"building a tiny Llama-style model and tokenizer in {model_dir} ...", flush=True)
         subprocess.run(
-            [sys.executable, "-m", "trl_nats_agent.tiny", str(model_dir), "--dataset", str(dataset)], check=True
+            [sys.executable, "-m", "trl_nats_agent.testing.tiny", str(model_dir), "--dataset", str(dataset)], check=True
         )
     server = EmbeddedNats(state / "nats").start()
     print(f"nats-server {server.url}", flush=True)
