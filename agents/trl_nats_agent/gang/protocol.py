@@ -56,7 +56,7 @@ def joinable(rec: GangRecord, agent_id: str, pools: list[str], at: float) -> boo
 
 def join(rec: GangRecord, agent: str, node: str, addr: str, gpus: list[int], at: float) -> GangRecord:
     """``rec`` with the agent added as the next node rank."""
-    me = GangMember(agent=agent, node=node, addr=addr, gpus=gpus, node_rank=len(rec.members))
+    me = GangMember(agent=agent, node=node, addr=addr, gpus=gpus, node_rank=len(rec.members), joined_at=at)
     return msgspec.structs.replace(rec, members=[*rec.members, me], updated_at=at)
 
 
