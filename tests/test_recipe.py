@@ -1,6 +1,6 @@
 """The training recipes, run as the node agent runs them: real processes, real torchrun, a real events socket.
 
-Each job trains the tiny Llama from ``trl_nats_agent.tiny`` on CPU. The
+Each job trains the tiny Llama from ``trl_nats_agent.testing.tiny`` on CPU. The
 expensive runs (DPO on 2 ranks with FSDP2 and on 1 rank) happen once per
 module and several tests read them.
 
@@ -14,7 +14,6 @@ compute the same losses and updates up to float rounding.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import REPO, SHIPPED, tiny_module
+from support import REPO, SHIPPED
 
 from trl_nats.messages import DatasetRef, JobKind, JobSpec, LoraParams, TrainingParams, encode
 
@@ -243,12 +242,12 @@ def workspace(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_model(workspace: Path) -> Path:
-    corpus_from_jsonl = importlib.import_module(tiny_module()).corpus_from_jsonl
+    from trl_nats_agent.testing.tiny import corpus_from_jsonl
 
     dataset = write_jsonl(workspace / "corpus.jsonl", dpo_rows() + preference_rows())
     out = workspace / "tiny"
     proc = subprocess.run(
-        [sys.executable, "-m", tiny_module(), str(out), "--dataset", str(dataset), "--seed", "0"],
+        [sys.executable, "-m", "trl_nats_agent.testing.tiny", str(out), "--dataset", str(dataset), "--seed", "0"],
         env=recipe_env(None),
         capture_output=True,
         text=True,
@@ -325,9 +324,7 @@ def dpo_one_rank(dpo_job: dict) -> DpoRun:
 
 def test_tiny_model_and_tokenizer_reload_with_transformers_and_are_deterministic(tiny_model: Path, tmp_path: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tiny = importlib.import_module(tiny_module())
-    build_tiny_model, corpus_from_jsonl = tiny.build_tiny_model, tiny.corpus_from_jsonl
+    from trl_nats_agent.testing.tiny import build_tiny_model, corpus_from_jsonl
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
