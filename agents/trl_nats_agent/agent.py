@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import FetchTimeoutError
 
+from trl_nats import retry
 from trl_nats.messages import (
     AgentRecord,
     Allocation,
@@ -273,7 +274,8 @@ class Agent:
 
     async def _heartbeat_once(self) -> None:
         try:
-            await self.topo.agents.put(self.id, encode(self.record()))
+            # retried through an election for up to half the TTL, so the beat lands before the record expires
+            await retry.kv_put(self.topo.agents, self.id, encode(self.record()), bound_s=self.settings.agent_ttl_s / 2)
         except Exception as exc:  # broker restarting: the next beat will do
             log.info("heartbeat not written: %s", exc)
 
