@@ -443,10 +443,14 @@ def _stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
 
 
 def run_up(args) -> int:
-    from trl_nats.server import EmbeddedNats
+    from trl_nats.server import EmbeddedNats, LocalCluster
 
     state = Path(args.state_dir).resolve()
-    server = EmbeddedNats(state / "nats", host=args.host, port=args.port).start()
+    if args.cluster:  # N nodes, every stream, bucket and object store replicated N times (at most 3 here)
+        server = LocalCluster(state / "nats", args.cluster, host=args.host).start()
+        os.environ["TRL_NATS_REPLICAS"] = str(min(args.cluster, 3))
+    else:
+        server = EmbeddedNats(state / "nats", host=args.host, port=args.port).start()
     procs: list[subprocess.Popen] = []
     print(f"nats-server {server.url} (JetStream store {state / 'nats'})", flush=True)
     try:
@@ -455,7 +459,8 @@ def run_up(args) -> int:
                 raise CliError("the agent package is not installed here: pip install ./agents (or use --no-agent)")
             procs.append(_agent_process(state / "agent", args.device, args.slots, server.url))
             print(f"agent started ({args.device}, state {state / 'agent'})", flush=True)
-        print(f"export TRL_NATS_SERVERS={server.url}   # then: trl-nats submit / jobs / watch / agents", flush=True)
+        replicas = f" TRL_NATS_REPLICAS={os.environ['TRL_NATS_REPLICAS']}" if args.cluster else ""
+        print(f"export TRL_NATS_SERVERS={server.url}{replicas}   # then: trl-nats submit / jobs / agents", flush=True)
         stop = {"flag": False}
 
         def on_signal(*_: object) -> None:
@@ -553,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     up.add_argument("--slots", type=int, default=2, help="CPU mode: training processes the agent offers")
     up.add_argument("--no-agent", action="store_true")
+    up.add_argument(
+        "--cluster", type=int, metavar="N", help="run N nats-server nodes as one JetStream cluster (R3 streams)"
+    )
 
     d = sub.add_parser("demo", help="train a tiny model end to end on this machine (embedded stack)")
     d.add_argument("--state-dir", default=".state/demo-nats")
