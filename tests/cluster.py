@@ -103,7 +103,7 @@ async def all_events(client: Client, subject: str | None = None) -> list[tuple[s
         try:
             while True:
                 try:
-                    msg = await sub.next_msg(timeout=2)
+                    msg = await sub.next_msg(timeout=1)
                 except Exception:
                     return out
                 try:

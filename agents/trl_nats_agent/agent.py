@@ -454,8 +454,11 @@ class Agent:
     async def fresh_heartbeat(self, agent_id: str) -> AgentRecord | None:
         """``agent_id``'s heartbeat record if it is in the agents bucket and younger than the TTL."""
         try:
-            entry = await self.topo.agents.get(agent_id)
-        except Exception:  # not found, expired, or the broker is restarting: not known alive
+            # read through an election of the agents bucket: a leaderless moment is not a dead owner
+            entry = await retry.retry_write(
+                lambda: self.topo.agents.get(agent_id), f"heartbeat of {agent_id}", bound_s=self.settings.agent_ttl_s
+            )
+        except Exception:  # not found, expired, or the broker unreachable for a whole TTL: not known alive
             return None
         if not entry.value:
             return None
