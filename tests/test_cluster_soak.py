@@ -117,7 +117,11 @@ async def test_cluster_soak_200_jobs_rolling_restart_and_a_killed_agent(settings
         assert gaps == [], gaps
         info = await retrying(lambda: client.js.stream_info(client.names.jobs_stream), "jobs stream info")
         assert info.state.messages == 0, "the work queue is not empty"
-        retried = sorted(j for j, n in claims.items() if n > 1)
+        retried = {
+            j: [(e.attempt, e.agent) for e in plain if isinstance(e, StatusEvent) and e.job_id == j and e.agent]
+            for j, n in claims.items()
+            if n > 1
+        }
         by_agent = collections.Counter(r.allocation[0].agent for r in records)
         print(
             f"\ncluster soak: {JOBS} jobs completed in {time.monotonic() - started:.0f}s; by agent {dict(by_agent)}; "

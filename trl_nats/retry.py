@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 WRITE_BOUND_S = 60.0  # how long a write keeps trying before NotWritten
 FIRST_DELAY_S = 0.1
-MAX_DELAY_S = 1.0  # a new leader is usable ~0.1 s after it is elected: don't sleep through it
+MAX_DELAY_S = 1.0
+DUPLICATE_IN_PROCESS = 10158  # JetStream: "duplicate message id is in process"  # a new leader is usable ~0.1 s after it is elected: don't sleep through it
 
 _TRANSIENT = (
     nats.errors.TimeoutError,  # no ack in time: the leader is gone or busy electing
@@ -75,8 +76,10 @@ def transient(exc: BaseException) -> bool:
     """Whether ``exc`` is what an election or a node loss looks like (a retry can help)."""
     if isinstance(exc, _TRANSIENT):
         return True
-    if isinstance(exc, nats.js.errors.APIError) and getattr(exc, "code", None) == 503:
-        return True
+    if isinstance(exc, nats.js.errors.APIError):
+        # 503: no leader or quorum yet; 10158: an earlier try with this message id is still being
+        # replicated (it will be stored, or not): ask again and get its ack or a duplicate ack
+        return getattr(exc, "code", None) == 503 or getattr(exc, "err_code", None) == DUPLICATE_IN_PROCESS
     return False
 
 
