@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "agents")]
 
 from trl_nats.client import Client  # noqa: E402
-from trl_nats.messages import JobSpec, JobState, MetricsEvent  # noqa: E402
+from trl_nats.messages import JobSpec, MetricsEvent  # noqa: E402
 from trl_nats.server import LocalCluster, leader_of  # noqa: E402
 from trl_nats.settings import NatsSettings  # noqa: E402
 
