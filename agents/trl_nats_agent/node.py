@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from trl_nats import retry
 from trl_nats.messages import AgentRecord, BadMessage, GpuInfo, JobRecord, decode, encode, now
 from trl_nats_agent import __version__
 from trl_nats_agent.capacity import pools_for, refresh_utilization
@@ -67,7 +68,8 @@ class Node:
 
     async def beat(self) -> None:
         try:
-            await self.agents_kv.put(self.id, encode(self.record()))
+            # retried through an election for up to half the TTL, so the beat lands before the record expires
+            await retry.kv_put(self.agents_kv, self.id, encode(self.record()), bound_s=self.agent_ttl_s / 2)
         except Exception as exc:  # broker restarting: the next beat will do
             log.info("heartbeat not written: %s", exc)
 
@@ -87,7 +89,10 @@ class Node:
     async def fresh_heartbeat(self, agent_id: str) -> AgentRecord | None:
         """``agent_id``'s heartbeat record if it is in the agents bucket and younger than the TTL."""
         try:
-            entry = await self.agents_kv.get(agent_id)
+            # read through an election of the agents bucket: a leaderless moment is not a dead owner
+            entry = await retry.retry_write(
+                lambda: self.agents_kv.get(agent_id), f"heartbeat of {agent_id}", bound_s=self.agent_ttl_s
+            )
         except Exception:  # not found, expired, or the broker is restarting: not known alive
             return None
         if not entry.value:

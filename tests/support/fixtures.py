@@ -41,6 +41,7 @@ def env_for(settings: NatsSettings):
         env["TRL_NATS_AGENT_TTL_S"] = str(settings.agent_ttl_s)
         env["TRL_NATS_ACK_WAIT_S"] = str(settings.ack_wait_s)
         env["TRL_NATS_MAX_DELIVER"] = str(settings.max_deliver)
+        env["TRL_NATS_REPLICAS"] = str(settings.replicas)
         env["PYTHONUNBUFFERED"] = "1"
         env.update(extra)
         return env

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from trl_nats.cli.jobs import CliError, cmd_submit, run_with, shipped_dataset
 from trl_nats.messages import JobKind
-from trl_nats.server import EmbeddedNats
+from trl_nats.server import EmbeddedNats, LocalCluster
 
 AGENT_PACKAGE = "trl_nats_agent"
 
@@ -58,7 +58,11 @@ def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
 
 def run_up(args) -> int:
     state = Path(args.state_dir).resolve()
-    server = EmbeddedNats(state / "nats", host=args.host, port=args.port).start()
+    if args.cluster:  # N nodes, every stream, bucket and object store replicated (at most 3 times)
+        server = LocalCluster(state / "nats", args.cluster, host=args.host).start()
+        os.environ["TRL_NATS_REPLICAS"] = str(min(args.cluster, 3))
+    else:
+        server = EmbeddedNats(state / "nats", host=args.host, port=args.port).start()
     procs: list[subprocess.Popen] = []
     print(f"nats-server {server.url} (JetStream store {state / 'nats'})", flush=True)
     try:
@@ -67,7 +71,8 @@ def run_up(args) -> int:
                 raise CliError("the agent package is not installed here: pip install ./agents (or use --no-agent)")
             procs.append(agent_process(state / "agent", args.device, args.slots, server.url))
             print(f"agent started ({args.device}, state {state / 'agent'})", flush=True)
-        print(f"export TRL_NATS_SERVERS={server.url}   # then: trl-nats submit / jobs / watch / agents", flush=True)
+        replicas = f" TRL_NATS_REPLICAS={os.environ['TRL_NATS_REPLICAS']}" if args.cluster else ""
+        print(f"export TRL_NATS_SERVERS={server.url}{replicas}   # then: trl-nats submit / jobs / agents", flush=True)
         stop = {"flag": False}
 
         def on_signal(*_: object) -> None:
