@@ -36,6 +36,7 @@ from trl_nats.messages import (
     TrainingParams,
     decode,
 )
+from trl_nats import serve
 from trl_nats.settings import add_connection_args, settings_from_args
 from trl_nats.store import JobNotFound
 
@@ -593,6 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl = command("plot", "draw a job's loss, reward margin and accuracy curves to a PNG (needs trl-nats[plot])")
     pl.add_argument("job_id")
     pl.add_argument("-o", "--output", help="PNG path (default <job>.png)")
+    serve.add_parser(sub)
     return p
 
 
@@ -626,6 +628,8 @@ def main(argv: list[str] | None = None) -> None:
             code = run_up(args)
         elif args.command == "demo":
             code = run_demo(args)
+        elif args.command == "serve":
+            code = serve.run(args)
         else:
             code = asyncio.run(_run_with(args, COMMANDS[args.command]))
     except CliError as exc:
