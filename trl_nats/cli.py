@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from trl_nats import serve
 from trl_nats.client import Client, JobAlreadyFinished, Unschedulable
 from trl_nats.messages import (
     DPO_LOSS_TYPES,
@@ -36,7 +37,6 @@ from trl_nats.messages import (
     TrainingParams,
     decode,
 )
-from trl_nats import serve
 from trl_nats.settings import add_connection_args, settings_from_args
 from trl_nats.store import JobNotFound
 

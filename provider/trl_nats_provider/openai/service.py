@@ -6,7 +6,6 @@ kept here. A namespace (from the caller's API key) only ever sees jobs whose spe
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
@@ -204,7 +203,7 @@ class Gateway:
             while True:
                 try:
                     msg = await sub.next_msg(timeout=first_wait if not out else 5.0)
-                except (TimeoutError, asyncio.TimeoutError):
+                except TimeoutError:
                     break
                 except Exception as exc:  # nats-py's own timeout type
                     if "timeout" in type(exc).__name__.lower():
