@@ -26,13 +26,18 @@ INSTALL_HINT = (
 _PASSED = ("servers", "prefix", "user", "password", "token", "nkey_seed", "creds_file", "tls_ca", "tls_cert", "tls_key")
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False
+
+
 def gateway_missing() -> str | None:
     """What to install when the gateway or its web stack is missing here, else None."""
-    for module in ("trl_nats_provider", "fastapi", "uvicorn", "multipart"):
-        if importlib.util.find_spec(module) is None:
+    for module in ("trl_nats_provider", GATEWAY_MODULE, "fastapi", "uvicorn", "multipart"):
+        if not _installed(module):
             return INSTALL_HINT + f" (module {module!r} is missing)"
-    if importlib.util.find_spec(GATEWAY_MODULE) is None:
-        return INSTALL_HINT
     return None
 
 

@@ -104,6 +104,10 @@ def create_app(settings: NatsSettings, keys: KeyRing, config: GatewayConfig | No
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit + 65536:
             raise too_large(f"the upload is {declared} bytes; files are limited to {limit} bytes.", "file")
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise bad_request(
+                "the body must be multipart/form-data with 'file' (the JSON lines) and 'purpose' ('fine-tune').", "file"
+            )
         try:
             form_cm = request.form(max_files=1, max_fields=8)
             form = await form_cm.__aenter__()
