@@ -512,3 +512,25 @@ def test_bad_inputs_get_4xx_in_openai_shape_then_a_valid_job_succeeds(stack: Sta
     f = upload(client, "after.jsonl", dpo_lines(4, start=20))
     job = dpo_job(client, stack.model, f.id)
     assert wait_job(client, job.id).status == "succeeded"
+
+
+def test_the_sdk_example_runs_against_the_service(stack: Stack) -> None:
+    env = dict(os.environ, OPENAI_API_KEY=ALICE)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples" / "openai_sdk.py"),
+            "--model",
+            stack.model,
+            "--base-url",
+            stack.base_url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count(": succeeded, model at ") == 2, proc.stdout
+    valid = [line for line in proc.stdout.splitlines() if "valid_loss" in line]
+    assert valid and any("valid_loss None" not in line for line in valid), proc.stdout
