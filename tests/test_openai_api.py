@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -506,7 +507,7 @@ def test_bad_inputs_get_4xx_in_openai_shape_then_a_valid_job_succeeds(stack: Sta
         "|---|---|---|---|---|---|",
     ]
     for n, (what, status, param, code, message) in enumerate(rows, 1):
-        cell = message.replace("|", "\\|").replace("\n", " ")
+        cell = re.sub(r"(file|ftjob)-[0-9a-f]{24}", r"\1-<id>", message).replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {n} | {what} | {status} | {param or ''} | {code or ''} | {cell} |")
     BAD_INPUTS_DOC.write_text("\n".join(lines) + "\n")
     f = upload(client, "after.jsonl", dpo_lines(4, start=20))

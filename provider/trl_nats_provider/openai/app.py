@@ -103,7 +103,11 @@ def create_app(settings: NatsSettings, keys: KeyRing, config: GatewayConfig | No
         limit = config.max_file_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit + 65536:
-            raise too_large(f"the upload is {declared} bytes; files are limited to {limit} bytes.", "file")
+            raise too_large(
+                f"the upload is {declared} bytes; files are limited to {limit} bytes: split the data into smaller "
+                "files, or start the server with a larger --max-file-mib.",
+                "file",
+            )
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise bad_request(
                 "the body must be multipart/form-data with 'file' (the JSON lines) and 'purpose' ('fine-tune').", "file"
@@ -128,7 +132,11 @@ def create_app(settings: NatsSettings, keys: KeyRing, config: GatewayConfig | No
                 raise bad_request("Missing required parameter: 'file': attach the JSON lines file.", "file")
             data = await upload.read(limit + 1)
             if len(data) > limit:
-                raise too_large(f"the file is more than {limit} bytes, this server's limit.", "file")
+                raise too_large(
+                    f"the file is more than {limit} bytes, this server's limit: split the data into smaller files, "
+                    "or start the server with a larger --max-file-mib.",
+                    "file",
+                )
             if not data.strip():
                 raise bad_request("the file is empty: upload JSON lines, one training example per line.", "file")
             record = await gateway(request).files.create(ns, upload.filename or "upload.jsonl", purpose, data)

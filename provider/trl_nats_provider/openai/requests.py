@@ -47,6 +47,7 @@ TOP_LEVEL = {
 SUFFIX_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 FILE_ID_RE = re.compile(r"^file-[A-Za-z0-9_-]{1,100}$")
 MAX_METADATA = 16
+HINTS = {"model": ": name the model the agents should load (a path under their model root, or a Hugging Face id)"}
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,14 @@ def _string(body: dict[str, Any], name: str, *, required: bool, limit: int = 512
     value = body.get(name)
     if value is None:
         if required:
-            raise bad_request(f"Missing required parameter: '{name}'.", name, "missing_required_parameter")
+            raise bad_request(
+                f"Missing required parameter: '{name}'{HINTS.get(name, '')}.", name, "missing_required_parameter"
+            )
         return None
     if not isinstance(value, str) or not value.strip():
-        raise bad_request(f"'{name}' must be a non-empty string, got {_type(value)} {value!r}.", name)
+        raise bad_request(
+            f"'{name}' must be a non-empty string, got {_type(value)} {value!r}{HINTS.get(name, '')}.", name
+        )
     if len(value) > limit:
         raise bad_request(f"'{name}' is {len(value)} characters; at most {limit} are allowed.", name)
     return value

@@ -128,7 +128,8 @@ class Gateway:
         try:
             validate_spec(spec)
         except BadMessage as exc:
-            raise bad_request(str(exc), "model" if "model" in str(exc) else None) from None
+            hint = ": name the model by its real path or a Hugging Face id" if str(exc).startswith("model") else ""
+            raise bad_request(f"{exc}{hint}.", "model" if str(exc).startswith("model") else None) from None
         try:
             job = await self.client.submit(spec)
         except Unschedulable as exc:
