@@ -205,7 +205,6 @@ async def run(args: argparse.Namespace) -> None:
                     "figure": "list_events",
                     "history_events": seen,
                     "first_page_of_20": summary(first),
-                    "first_page_events_in_history_per_s": round(seen / statistics.median(first)),
                     "all_pages_of_1000": {
                         "pages": pages,
                         "seconds": round(all_s, 2),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from trl_nats.client import Client, JobAlreadyFinished, Unschedulable, events_base
 from trl_nats.messages import (
@@ -33,6 +33,7 @@ from trl_nats.store import JobNotFound
 from trl_nats_provider.openai import objects
 from trl_nats_provider.openai.errors import APIError, bad_request, conflict, not_found, unavailable
 from trl_nats_provider.openai.files import METHOD_OF, FileRecord, FileStore
+from trl_nats_provider.openai.history import newest_page
 from trl_nats_provider.openai.requests import JobRequest, resolve_hyperparameters, training_values
 
 log = logging.getLogger(__name__)
@@ -185,43 +186,47 @@ class Gateway:
             ) from None
         return objects.job_object(record)
 
-    async def events(self, namespace: str, job_id: str) -> list[dict[str, Any]]:
-        """The job's whole event history from the events stream, newest first."""
+    async def events_page(self, namespace: str, job_id: str, after: str | None, limit: int) -> dict[str, Any]:
+        """A page of the job's event history from the events stream, newest first (OpenAI's order)."""
         record = await self.record(namespace, job_id)
         base = events_base(self.client.settings, record.spec)
-        out = [objects.event_object(seq, event) for seq, event in await self._stored(f"{base}.>")]
-        out.reverse()
-        return out
-
-    async def _stored(self, subject: str, first_wait: float = 2.0) -> list[tuple[int, Event]]:
-        js = self.client.js
-        sub = await js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
-        out: list[tuple[int, Event]] = []
-        try:
-            info = await sub.consumer_info()
-            if info.num_pending == 0 and sub.delivered == 0 and sub.pending_msgs == 0:
-                return out
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=first_wait if not out else 5.0)
-                except TimeoutError:
-                    break
-                except Exception as exc:  # nats-py's own timeout type
-                    if "timeout" in type(exc).__name__.lower():
-                        break
-                    raise
-                try:
-                    out.append((msg.metadata.sequence.stream, decode(msg.data, Event)))
-                except BadMessage as exc:
-                    log.warning("skipping event on %s: %s", msg.subject, exc)
-                if msg.metadata.num_pending == 0:
-                    break
-        finally:
+        names = self.client.names
+        if not base.startswith(f"{names.prefix}.events."):  # a custom subject outside the stream: no history
+            return objects.page([], None, limit)
+        before = None
+        if after is not None:
+            before = await self._cursor(names.events_stream, base, after)
+        msgs, has_more = await newest_page(self.client.js, names.events_stream, f"{base}.>", limit, before)
+        data = []
+        for msg in msgs:
             try:
-                await sub.unsubscribe()
-            except Exception:
-                pass
-        return out
+                data.append(objects.event_object(msg.metadata.sequence.stream, decode(msg.data, Event)))
+            except BadMessage as exc:
+                log.warning("skipping event on %s: %s", msg.subject, exc)
+        return {
+            "object": "list",
+            "data": data,
+            "has_more": has_more,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+
+    async def _cursor(self, stream: str, base: str, after: str) -> int:
+        """The stream sequence an ``after`` event id names, once it is known to be one of this job's events."""
+        wrong = bad_request(
+            f"after {after!r} is not an event id of this job: pass the id of the last event of the previous page.",
+            "after",
+        )
+        digits = after.removeprefix("ftevent-")
+        if not after.startswith("ftevent-") or not digits.isdigit():
+            raise wrong
+        try:
+            msg = await self.client.js.get_msg(stream, int(digits))
+        except NotFoundError:
+            raise wrong from None
+        if not (msg.subject or "").startswith(base + "."):
+            raise wrong
+        return int(digits)
 
     async def checkpoints(self, namespace: str, job_id: str) -> list[dict[str, Any]]:
         return objects.checkpoint_objects(await self.record(namespace, job_id))
