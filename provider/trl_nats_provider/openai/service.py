@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from nats.js.errors import NotFoundError
 
-from trl_nats.client import Client, JobAlreadyFinished, Unschedulable, events_base
+from trl_nats.client import Client, JobAlreadyFinished, Unschedulable
 from trl_nats.messages import (
     BadMessage,
     Event,
@@ -189,7 +189,7 @@ class Gateway:
     async def events_page(self, namespace: str, job_id: str, after: str | None, limit: int) -> dict[str, Any]:
         """A page of the job's event history from the events stream, newest first (OpenAI's order)."""
         record = await self.record(namespace, job_id)
-        base = events_base(self.client.settings, record.spec)
+        base = self.client.names.job_events(record.spec)
         names = self.client.names
         if not base.startswith(f"{names.prefix}.events."):  # a custom subject outside the stream: no history
             return objects.page([], None, limit)
