@@ -470,6 +470,16 @@ def bad_inputs(stack: Stack, finished_job: str) -> list[tuple[str, str, Any]]:
             "previous page",
             lambda: c.fine_tuning.jobs.list_events(finished_job, after="ftevent-0"),
         ),
+        (
+            "events after a cursor past the end",
+            "previous page",
+            lambda: c.fine_tuning.jobs.list_events(finished_job, after="ftevent-999999999"),
+        ),
+        (
+            "events after a checkpoint id",
+            "previous page",
+            lambda: c.fine_tuning.jobs.list_events(finished_job, after="ftckpt-1"),
+        ),
         ("a wrong API key", "API key", lambda: stack.client("sk-wrong-0123456789abcdef").files.list()),
         ("no API key", "API key", raw("GET", "/files")),
         ("an unknown route", "routes", raw("GET", "/fine_tuning/nope", headers=headers)),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from trl_nats.client import Client, JobAlreadyFinished, Unschedulable
 from trl_nats.messages import (
@@ -218,11 +218,11 @@ class Gateway:
             "after",
         )
         digits = after.removeprefix("ftevent-")
-        if not after.startswith("ftevent-") or not digits.isdigit():
+        if not after.startswith("ftevent-") or not digits.isdigit() or int(digits) < 1:
             raise wrong
         try:
             msg = await self.client.js.get_msg(stream, int(digits))
-        except NotFoundError:
+        except (NotFoundError, BadRequestError):
             raise wrong from None
         if not (msg.subject or "").startswith(base + "."):
             raise wrong
