@@ -14,6 +14,7 @@ import asyncio
 import os
 import sys
 
+from trl_nats import serve
 from trl_nats.cli.jobs import COMMANDS, CliError, read_dataset, run_with
 from trl_nats.cli.parser import build_parser
 from trl_nats.cli.stack import AGENT_PACKAGE, agent_available, run_demo, run_up
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
             code = run_up(args)
         elif args.command == "demo":
             code = run_demo(args)
+        elif args.command == "serve":
+            code = serve.run(args)
         else:
             code = asyncio.run(run_with(args, COMMANDS[args.command]))
     except CliError as exc:
