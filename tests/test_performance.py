@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import REPO, AgentProcess, tiny_module
+from support import REPO, AgentProcess
 from test_recipe import (
     RUN_TIMEOUT_S,
     EventSink,
@@ -81,11 +81,7 @@ def tiny_model(workspace: Path) -> Path:
     rows = write_jsonl(workspace / "corpus.jsonl", dpo_rows())
     out = workspace / "tiny"
     proc = subprocess.run(
-<<<<<<< HEAD
-        [sys.executable, "-m", tiny_module(), str(out), "--dataset", str(rows), "--seed", "0"],
-=======
         [sys.executable, "-m", "trl_nats_agent.testing.tiny", str(out), "--dataset", str(rows), "--seed", "0"],
->>>>>>> agent9
         env=recipe_env(None), capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
     )  # fmt: skip
     assert_ok(proc)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from pathlib import Path
 
@@ -10,12 +9,8 @@ from support.paths import PYTHON
 
 
 def tiny_module() -> str:
-    """The builder's module: ``trl_nats_agent.testing.tiny``, or ``trl_nats_agent.tiny`` where it still lives."""
-    spec = importlib.util.find_spec("trl_nats_agent")
-    for where in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(where) / "testing" / "tiny.py").is_file():
-            return "trl_nats_agent.testing.tiny"
-    return "trl_nats_agent.tiny"
+    """The agent's tiny-model builder, run as a program."""
+    return "trl_nats_agent.testing.tiny"
 
 
 def build_tiny_model(out: Path, dataset: Path, *extra: str, timeout: float = 600) -> Path:
