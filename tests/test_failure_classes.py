@@ -15,14 +15,13 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import NOOP, agents_up, processes_matching, wait_for
+from support import NOOP, ROWS, agents_up, processes_matching, wait_for
 
 from trl_nats.client import Client
 from trl_nats.messages import JobSpec, JobState, StatusEvent, TrainingParams
 
 pytestmark = pytest.mark.integration
 
-ROWS = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(4)]
 BAD_ROWS = ROWS[:1] + [{"prompt": "p1", "rejected": "bad"}] + ROWS[2:]  # row 2 has no "chosen"
 
 # (case, model (None: the tiny local model), rows, what the one sentence must say)
