@@ -26,7 +26,7 @@ from trl_nats_agent.launcher import TrainingProcess, free_port, torchrun_command
 from trl_nats_agent.metrics import AgentMetrics
 from trl_nats_agent.node import Node
 from trl_nats_agent.outcome import Outcome, Settle, outcome
-from trl_nats_agent.preflight import model_problem
+from trl_nats_agent.preflight import model_problem, rows_problem
 from trl_nats_agent.recipes.contract import COMPLETE_MARKER, EXIT_BAD_JOB, bad_job_sentence, checkpoint_dir_name
 from trl_nats_agent.relay import EventSocket
 from trl_nats_agent.reporting import JobEvents, Progress, progress_fields
@@ -172,13 +172,14 @@ class Attempts:
         # filesystem is assumed), so the nodes could not agree on one to resume from.
         resume = "never" if job.gang else await self._resume_point(job)
         args = ["--spec", str(spec_path), "--output", str(job.output_dir), "--resume", resume]
-        args += [
-            "--dataset",
-            str(await self.workspace.dataset(self.datasets, spec.dataset, job.workdir / "dataset.jsonl")),
-        ]
+        datasets = [("--dataset", spec.dataset, "dataset.jsonl", "training dataset")]
         if spec.eval_dataset is not None:
-            eval_path = await self.workspace.dataset(self.datasets, spec.eval_dataset, job.workdir / "eval.jsonl")
-            args += ["--eval-dataset", str(eval_path)]
+            datasets.append(("--eval-dataset", spec.eval_dataset, "eval.jsonl", "evaluation dataset"))
+        for flag, ref, name, what in datasets:
+            path = await self.workspace.dataset(self.datasets, ref, job.workdir / name)
+            if (problem := await asyncio.to_thread(rows_problem, path, spec.kind, what)) is not None:
+                raise BadJob(problem)
+            args += [flag, str(path)]
         return args
 
     async def _resume_point(self, job: RunningJob) -> str:
