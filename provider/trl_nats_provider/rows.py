@@ -222,3 +222,33 @@ def _sft_row(row: Mapping[str, Any], form: str, where: str) -> tuple[dict[str, A
     if kq != "text" or ka != "text":
         raise InvalidTrainingRequest(f"{where}: 'input_query' and 'expected_answer' must be strings")
     return {"prompt": query, "completion": answer}, "text"
+
+
+def parse_jsonl(data: bytes | str, source: str, max_rows: int) -> list[dict[str, Any]]:
+    """Rows of an uploaded JSON-lines file (blank lines skipped); 400 naming the line that is not an object."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidTrainingRequest(f"file {source!r} is not UTF-8 text ({exc}): upload JSON lines") from None
+    out: list[dict[str, Any]] = []
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise InvalidTrainingRequest(
+                f"file {source!r}, line {number}: not JSON ({exc}); upload one JSON object per line"
+            ) from None
+        if not isinstance(row, dict):
+            raise InvalidTrainingRequest(
+                f"file {source!r}, line {number}: a {type(row).__name__}, not a JSON object; upload one object per line"
+            )
+        out.append(row)
+        if len(out) > max_rows:
+            raise InvalidTrainingRequest(
+                f"file {source!r} has more than {max_rows} rows, the provider's max_rows: raise max_rows in the "
+                "provider config or submit it with the trl-nats CLI"
+            )
+    return out
