@@ -15,6 +15,7 @@ router answers every one of them itself, with the same status and body.
 from __future__ import annotations
 
 import httpx
+
 from trl_nats_provider.host import ConflictError, ResourceNotFoundError
 
 

@@ -60,10 +60,7 @@ RetrieveFileContentRequest: Any = _api.RetrieveFileContentRequest
 # OGX has no datasets API (so no IterRowsRequest): rows come from the Files API there
 IterRowsRequest: Any = getattr(_api, "IterRowsRequest", None)
 
-if NATIVE:
-    models: Any = _api
-else:
-    from trl_nats_provider import api_models as models
+models: Any = _api if NATIVE else importlib.import_module("trl_nats_provider.api_models")
 
 
 def post_training_api() -> Any:
