@@ -20,7 +20,7 @@ make_venv "$venv"
 install_once "$venv" "installing trl-nats, its agent and provider into $venv (first time: a few minutes, ~6 GB with torch)" \
   "$root/pyproject.toml" "$root/agents/pyproject.toml" "$root/provider/pyproject.toml" \
   "$root/constraints.txt" -- -c "$root/constraints.txt" \
-  -e "$root[dev,plot]" -e "$root/agents[lora]" -e "$root/provider[llama-stack-0.6]"
+  -e "$root[dev,plot]" -e "$root/agents[lora]" -e "$root/provider[llama-stack-0.6,openai]"
 for s in "${stacks[@]}"; do
   "$root/scripts/setup-stack.sh" "$s" >/dev/null
 done

@@ -361,7 +361,7 @@ def bad_cases(model: str, source: str, file_id: str, bad_file_id: str) -> list[t
             "preference-optimize",
             dpo(dataset_id=bad_file_id),
             400,
-            "row 3: field 'chosen' is missing",
+            "(JSON lines), row 4: field 'chosen' is missing",
         ),
         (
             "SFT with a QAT algorithm_config",

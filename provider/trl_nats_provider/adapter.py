@@ -142,8 +142,8 @@ class TrlNatsPostTrainingAdapter:
         labels: dict[str, str] | None = None,
     ) -> PostTrainingJob:
         dataset_id, eval_id = mapping.dataset_ids(training_config)
-        train_rows = check_rows(await self._read_rows(dataset_id), dataset_id)
-        eval_rows = check_rows(await self._read_rows(eval_id), eval_id) if eval_id else None
+        train_rows = await self._rows(dataset_id, kind, check_rows)
+        eval_rows = await self._rows(eval_id, kind, check_rows) if eval_id else None
         res = mapping.resources(self.config)
         params = mapping.cap_steps(params, training_config, len(train_rows), res)
         client = await self.client()
@@ -181,10 +181,16 @@ class TrlNatsPostTrainingAdapter:
         except JobNotFound:
             return None
 
-    async def _read_rows(self, dataset_id: str) -> list[dict[str, Any]]:
-        """All rows of an uploaded file or a registered dataset."""
+    async def _rows(self, dataset_id: str, kind: JobKind, check_rows: RowCheck) -> list[dict[str, Any]]:
+        """The checked rows of an uploaded file (JSON lines) or a registered dataset."""
         if self.files is not None and dataset_id.startswith(FILE_ID_PREFIX):
-            return await self._read_file(dataset_id)
+            out = rows.file_rows(await self._read_file(dataset_id), dataset_id, kind)
+            if len(out) > self.config.max_rows:
+                raise InvalidTrainingRequest(
+                    f"file {dataset_id!r} has more than {self.config.max_rows} rows, the provider's max_rows: "
+                    "raise max_rows in the provider config or submit it with the trl-nats CLI"
+                )
+            return out
         if self.datasetio is None:
             upload = (
                 "upload the rows as JSON lines with POST /v1/files (files.create) and pass the file id"
@@ -195,10 +201,10 @@ class TrlNatsPostTrainingAdapter:
                 f"training_config.data_config.dataset_id {dataset_id!r} is not a file id ({FILE_ID_PREFIX}...), and "
                 f"this stack ({HOST}) has no datasets API to read it from: {upload}"
             )
-        return await self._read_dataset(dataset_id)
+        return check_rows(await self._read_dataset(dataset_id), dataset_id)
 
-    async def _read_file(self, file_id: str) -> list[dict[str, Any]]:
-        """An uploaded file's rows: one JSON object per line."""
+    async def _read_file(self, file_id: str) -> bytes:
+        """An uploaded file's content, from the stack's Files API."""
         try:
             content = await self.files.openai_retrieve_file_content(RetrieveFileContentRequest(file_id=file_id))
         except Exception as exc:
@@ -209,7 +215,7 @@ class TrlNatsPostTrainingAdapter:
                     f"the rows as JSON lines with POST /v1/files (files.create) and pass the file id{datasets}"
                 ) from None
             raise
-        return rows.parse_jsonl(getattr(content, "body", content), file_id, self.config.max_rows)
+        return getattr(content, "body", content)
 
     async def _read_dataset(self, dataset_id: str) -> list[dict[str, Any]]:
         """All rows of a registered dataset, page by page when its provider pages."""
