@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from conftest import processes_matching
+from support import processes_matching
 from trl_nats_provider.embedded import EmbeddedStack, shipped_dataset
 
 pytestmark = pytest.mark.integration
@@ -512,3 +512,86 @@ def test_the_host_venvs_have_no_torch(stack_host):
     assert {"trl-nats", "trl-nats-provider"} <= installed
     assert ("ogx" if stack_host == "ogx" else "llama-stack") in installed
     assert not installed & HEAVY, sorted(installed & HEAVY)
+
+
+# -- OGX's shipped run config serves TLS only --------------------------------------------------------
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_the_shipped_ogx_run_config_serves_https_with_certificates_from_the_environment(tmp_path):
+    from trl_nats_provider.stack import SHIPPED_RUN_CONFIGS, LlamaStackError, LlamaStackServer, free_port
+
+    bin_dir = stack_bin("ogx")
+    env = dict(
+        os.environ,
+        TRL_NATS_STACK_DIR=str(tmp_path / "state"),
+        TRL_NATS_EXTERNAL_APIS_DIR=str(REPO / "providers.d" / "apis"),
+        TRL_NATS_SERVERS="nats://127.0.0.1:9",  # the provider connects on first use; health needs no NATS
+        OGX_CONFIG_DIR=str(tmp_path / "ogx-config"),
+    )
+    # without certificates OGX refuses to serve (and exits 0: the log says why)
+    port = free_port()
+    plain = LlamaStackServer(
+        SHIPPED_RUN_CONFIGS["ogx"], port=port, log_path=tmp_path / "plain.log", env=env, stack="ogx", bin_dir=bin_dir
+    )
+    with pytest.raises(LlamaStackError, match="exited"):
+        plain.start(timeout=300)
+    assert "TLS required" in (tmp_path / "plain.log").read_text()
+    cert, key = _self_signed(tmp_path)
+    env.update(TRL_NATS_STACK_TLS_CERT=str(cert), TRL_NATS_STACK_TLS_KEY=str(key))
+    proc = subprocess.Popen(
+        [f"{bin_dir}/ogx", "run", str(SHIPPED_RUN_CONFIGS["ogx"]), "--port", str(port)],
+        env=env,
+        stdout=open(tmp_path / "tls.log", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, (tmp_path / "tls.log").read_text()[-3000:]
+            try:
+                resp = httpx.get(f"https://127.0.0.1:{port}/v1/health", verify=str(cert), timeout=5)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, (tmp_path / "tls.log").read_text()[-3000:]
+                time.sleep(0.5)
+        assert resp.status_code == 200
+        jobs = httpx.get(f"https://127.0.0.1:{port}{PT}/jobs", verify=str(cert), timeout=60)
+        assert jobs.status_code == 503 and "cannot reach NATS" in message(jobs), jobs.text
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=5)
+    finally:
+        os.killpg(proc.pid, 2)
+        proc.wait(30)
