@@ -133,7 +133,14 @@ class EmbeddedStack:
         declare: Literal["module", "providers_dir"] = "module",
         agent_log_level: str = "INFO",
         agent_args: list[str] | None = None,
+        stack: str = "llama-stack-0.6",
+        stack_bin: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``stack`` picks the host (see :data:`trl_nats_provider.stack.HOSTS`); ``stack_bin`` is the
+        bin/ of the venv that has it (None: this interpreter's, i.e. llama-stack 0.6.1). OGX serves
+        plain HTTP here (``--insecure``): everything is on loopback."""
+        self.stack = stack
+        self.stack_bin = stack_bin
         self.state_dir = Path(state_dir).resolve()
         self.device = device
         self.slots = slots
@@ -204,9 +211,18 @@ class EmbeddedStack:
             provider_config={"servers": self.nats_url, "gpus_per_node": self.gpus_per_node},
             declare=declare,
             providers_dir=REPO / "providers.d" if declare == "providers_dir" else None,
+            stack=self.stack,
+            external_apis_dir=REPO / "providers.d" / "apis",
+            tls=False,
         )
         self.server = LlamaStackServer(
-            config, port=self.port, log_path=self.state_dir / "stack" / "llama-stack.log", env=self.env()
+            config,
+            port=self.port,
+            log_path=self.state_dir / "stack" / "llama-stack.log",
+            env=self.env(),
+            stack=self.stack,
+            bin_dir=self.stack_bin,
+            insecure=self.stack == "ogx",
         ).start()
         return self.server
 
