@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tomllib
 from importlib.metadata import PackageNotFoundError, distribution
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -37,6 +36,7 @@ from llama_stack_api import (
 from llama_stack_api.common.errors import ConflictError, ResourceNotFoundError
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from support import REPO
 from trl_nats_provider import get_adapter_impl, mapping, rows
 from trl_nats_provider.adapter import TrlNatsPostTrainingAdapter
 from trl_nats_provider.config import TrlNatsPostTrainingConfig
@@ -56,7 +56,6 @@ from trl_nats.messages import (
     validate_spec,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 PREFS = [
     {"prompt": "What is 2+2?", "chosen": "4", "rejected": "5"},
     {"prompt": "Capital of France?", "chosen": "Paris", "rejected": "Rome"},

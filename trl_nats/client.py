@@ -26,6 +26,7 @@ from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NoKeysError, ObjectNotFoundError
 
+from trl_nats import retry
 from trl_nats.events import publish_event
 from trl_nats.messages import (
     AgentRecord,
@@ -115,7 +116,8 @@ class Client:
         settings = settings or NatsSettings.from_env()
         nc = await connect(settings, name=name)
         try:
-            topo = await ensure_topology(nc.jetstream(timeout=settings.request_timeout), settings)
+            js = nc.jetstream(timeout=settings.request_timeout)
+            topo = await retry.retry_write(lambda: ensure_topology(js, settings), "the JetStream streams and buckets")
         except BaseException:
             await nc.close()
             raise
@@ -147,7 +149,7 @@ class Client:
                 return DatasetRef(object=name, sha256=digest, rows=count, bytes=len(data))
         except ObjectNotFoundError:
             pass
-        await self.topo.datasets.put(name, data)
+        await retry.obj_put(self.topo.datasets, name, data, what=f"dataset {name}")
         return DatasetRef(object=name, sha256=digest, rows=count, bytes=len(data))
 
     async def upload_dataset_file(self, path: str | os.PathLike[str]) -> DatasetRef:
@@ -177,18 +179,36 @@ class Client:
             raise
 
     async def _submit(self, spec: JobSpec) -> Job:
-        record, created = await self.store.create(JobRecord(job_id=spec.job_id, spec=spec))
+        try:
+            record, created = await self.store.create(JobRecord(job_id=spec.job_id, spec=spec))
+        except retry.NotWritten as exc:
+            raise retry.NotWritten(
+                f"the record of job {spec.job_id}",
+                exc.waited_s,
+                exc.cause,
+                "Nothing was queued, so no job will run. Submitting the same job id again is safe: it never "
+                "starts a second job.",
+            ) from exc
         if not created and record.state is not JobState.scheduled:
             return Job(self, spec.job_id)
         payload = encode(record.spec)
         # Same message id every time: JetStream drops a duplicate within its window.
-        await publish_once(
-            self.js,
-            self.names.submit(record.spec.resources.queue),
-            payload,
-            record.job_id,
-            timeout=self.settings.request_timeout,
-        )
+        try:
+            await publish_once(
+                self.js,
+                self.names.submit(record.spec.resources.queue),
+                payload,
+                record.job_id,
+                timeout=self.settings.request_timeout,
+            )
+        except retry.NotWritten as exc:
+            raise retry.NotWritten(
+                f"the queue message of job {spec.job_id}",
+                exc.waited_s,
+                exc.cause,
+                f"Its record exists (scheduled) but no agent runs it until it is queued: submit the same job id "
+                f"({spec.job_id}) again to queue it, once.",
+            ) from exc
         if created:
             await self._publish_status(record, JobState.scheduled, "submitted", msg_suffix="submitted")
         return Job(self, spec.job_id)

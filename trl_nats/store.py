@@ -15,6 +15,7 @@ import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
+from trl_nats import retry
 from trl_nats.messages import Allocation, JobRecord, JobState, check_job_id, decode, encode, now
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class JobStore:
         """Store a new record; if the id exists already, return the existing one and False."""
         check_job_id(record.job_id)
         try:
-            await self.kv.create(record.job_id, encode(record))
+            await retry.kv_create(self.kv, record.job_id, encode(record), what=f"job record {record.job_id}")
             return record, True
         except KeyWrongLastSequenceError:
             return await self.get(record.job_id), False
@@ -123,7 +124,9 @@ class JobStore:
         Timestamps are set here, so every writer sets them the same way.
         """
         for _ in range(retries):
-            record, revision = await self.get_with_revision(job_id)
+            record, revision = await retry.retry_write(
+                lambda: self.get_with_revision(job_id), f"job {job_id} -> {to.value} (reading it first)"
+            )
             if owner is not _UNSET and (record.owner != owner or (attempt is not None and record.attempt != attempt)):
                 raise LostClaim(record, owner if isinstance(owner, str) else None, attempt)
             if to not in LEGAL[record.state] or (allowed_from is not None and record.state not in allowed_from):
@@ -137,7 +140,7 @@ class JobStore:
                 fields.setdefault("finished_at", t)
             new = msgspec.structs.replace(record, state=to, **fields)
             try:
-                await self.kv.update(job_id, encode(new), last=revision)
+                await retry.kv_update(self.kv, job_id, encode(new), revision, what=f"job {job_id} -> {to.value}")
                 return new
             except KeyWrongLastSequenceError:
                 continue  # someone else wrote between our read and write: re-read and re-decide

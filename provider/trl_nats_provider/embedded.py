@@ -6,7 +6,7 @@ a child process in its own session: a Ctrl-C in the terminal reaches only
 the parent, which then stops them in order (Llama Stack, agent, nats-server).
 
 Nothing here imports torch: the agent and the tiny-model builder run as
-``python -m trl_nats_agent`` / ``python -m trl_nats_agent.tiny``.
+``python -m trl_nats_agent`` / ``python -m trl_nats_agent.testing.tiny``.
 """
 
 from __future__ import annotations
@@ -94,10 +94,10 @@ class AgentProcess:
 
 
 def build_tiny_model(out_dir: Path, dataset: Path | None = None, timeout: float = 600.0) -> Path:
-    """A tiny Llama-style model + tokenizer (``python -m trl_nats_agent.tiny``), reused when present."""
+    """A tiny Llama-style model + tokenizer (``python -m trl_nats_agent.testing.tiny``), reused when present."""
     if (out_dir / "config.json").exists():
         return out_dir
-    cmd = [sys.executable, "-m", "trl_nats_agent.tiny", str(out_dir)]
+    cmd = [sys.executable, "-m", "trl_nats_agent.testing.tiny", str(out_dir)]
     if dataset is not None:
         cmd += ["--dataset", str(dataset)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

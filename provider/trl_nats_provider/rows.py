@@ -14,6 +14,7 @@ what lives here is only what is Llama Stack's:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -29,7 +30,8 @@ LLAMA_STACK_SFT_HINT = (
 
 def _present(row: Mapping[str, Any], field: str) -> bool:
     value = row.get(field)
-    return value is not None and value == value  # pandas fills a column a row lacks with NaN
+    # pandas (behind Llama Stack's datasetio) fills a column a row lacks with NaN
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def _loads(value: Any, field: str) -> Any:

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     up.add_argument("--slots", type=int, default=2, help="CPU mode: training processes the agent offers")
     up.add_argument("--no-agent", action="store_true")
+    up.add_argument(
+        "--cluster", type=int, metavar="N", help="run N nats-server nodes as one JetStream cluster (R3 streams)"
+    )
 
     d = sub.add_parser("demo", help="train a tiny model end to end on this machine (embedded stack)")
     d.add_argument("--state-dir", default=".state/demo-nats")
