@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import SHIPPED_PREFERENCES, AgentProcess
+from support import SHIPPED as SHIPPED_PREFERENCES
+from support import AgentProcess
 
 from trl_nats.server import EmbeddedNats
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from conftest import processes_matching
+from support import processes_matching
 from test_openai_api import WAIT_S, dpo_lines, free_port, upload, wait_job
 
 pytestmark = pytest.mark.integration
