@@ -34,6 +34,7 @@ VALIDATION_FILE = "openai.validation_file"
 SUFFIX = "openai.suffix"
 HYPERPARAMETERS = "openai.hyperparameters"
 METADATA = "openai.metadata"
+REQUEST = "openai.request_sha256"  # with an Idempotency-Key: the request the job was made from
 
 # by the state's value, so a state this table does not name yet shows as itself instead of failing
 STATUS = {
