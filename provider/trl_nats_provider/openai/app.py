@@ -17,8 +17,7 @@ import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from nats.errors import ConnectionClosedError, NoServersError
-from nats.errors import TimeoutError as NatsTimeout
+from nats.errors import Error as NatsError
 from starlette.exceptions import HTTPException
 
 from trl_nats.client import Client
@@ -33,7 +32,8 @@ from trl_nats_provider.openai.service import Gateway, GatewayConfig, nats_unavai
 log = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 1 << 20
-NATS_DOWN = (ConnectionError, NoServersError, ConnectionClosedError, NatsTimeout, TimeoutError)
+# nats-py's own errors (reconnecting, no responders, timeouts, JetStream unavailable) and the builtins it raises
+NATS_DOWN = (ConnectionError, TimeoutError, NatsError)
 
 
 def answer(obj: Any) -> Response:
