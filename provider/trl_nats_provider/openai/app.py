@@ -7,6 +7,7 @@ expected is logged and answered 500 in the same shape, and never takes the servi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from contextlib import asynccontextmanager
@@ -16,8 +17,7 @@ import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from nats.errors import ConnectionClosedError, NoServersError
-from nats.errors import TimeoutError as NatsTimeout
+from nats.errors import Error as NatsError
 from starlette.exceptions import HTTPException
 
 from trl_nats.client import Client
@@ -32,7 +32,8 @@ from trl_nats_provider.openai.service import Gateway, GatewayConfig, nats_unavai
 log = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 1 << 20
-NATS_DOWN = (ConnectionError, NoServersError, ConnectionClosedError, NatsTimeout, TimeoutError)
+# nats-py's own errors (reconnecting, no responders, timeouts, JetStream unavailable) and the builtins it raises
+NATS_DOWN = (ConnectionError, TimeoutError, NatsError)
 
 
 def answer(obj: Any) -> Response:
@@ -181,8 +182,13 @@ def create_app(settings: NatsSettings, keys: KeyRing, config: GatewayConfig | No
     @app.post("/v1/fine_tuning/jobs")
     async def create_job(request: Request) -> Response:
         ns = namespace(request)
-        req = parse_job_request(await json_body(request))
-        return answer(await gateway(request).create_job(ns, req))
+        body = await json_body(request)
+        req = parse_job_request(body)
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 1 <= len(key) <= 255:
+            raise bad_request("the Idempotency-Key header must be 1 to 255 characters.", "Idempotency-Key")
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        return answer(await gateway(request).create_job(ns, req, key, digest))
 
     @app.get("/v1/fine_tuning/jobs")
     async def list_jobs(request: Request) -> Response:
