@@ -128,6 +128,9 @@ async def test_cluster_soak_200_jobs_rolling_restart_and_a_killed_agent(settings
             f"claimed again after the kill: {retried}; terminal jobs when each node came back: {restarted}"
         )
         assert retried, "the killed agent's job was taken over"
+        assert all(claims[0][1] == "torchrun-1" for claims in retried.values()), (
+            "a job of a live agent was claimed again"
+        )
     finally:
         await client.close()
 
