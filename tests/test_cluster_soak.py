@@ -36,9 +36,9 @@ def nats_cluster(tmp_path):
 
 @pytest.fixture
 def settings(nats_cluster):
-    s = cluster_settings(nats_cluster)
-    s.ack_wait_s = 10.0  # the killed agent's claim lapses sooner
-    return s
+    # the default ack wait (30 s): it must outlast an election plus a keepalive interval, or a job that
+    # a live agent is finishing (its final write riding out an election) is redelivered and run again
+    return cluster_settings(nats_cluster)
 
 
 async def _terminal(client: Client) -> int:
