@@ -108,7 +108,7 @@ class Client:
         self.names = settings.names
         self.topo = topo
         self.js = topo.js
-        self.store = JobStore(topo.jobs)
+        self.store = JobStore(topo.jobs, write_bound_s=settings.write_retry_s)
         self._fleet_cache: tuple[float, list[AgentRecord]] | None = None
 
     @classmethod
@@ -117,7 +117,11 @@ class Client:
         nc = await connect(settings, name=name)
         try:
             js = nc.jetstream(timeout=settings.request_timeout)
-            topo = await retry.retry_write(lambda: ensure_topology(js, settings), "the JetStream streams and buckets")
+            topo = await retry.retry_write(
+                lambda: ensure_topology(js, settings),
+                "the JetStream streams and buckets",
+                bound_s=settings.write_retry_s,
+            )
         except BaseException:
             await nc.close()
             raise
@@ -149,7 +153,7 @@ class Client:
                 return DatasetRef(object=name, sha256=digest, rows=count, bytes=len(data))
         except ObjectNotFoundError:
             pass
-        await retry.obj_put(self.topo.datasets, name, data, what=f"dataset {name}")
+        await retry.obj_put(self.topo.datasets, name, data, what=f"dataset {name}", bound_s=self.settings.write_retry_s)
         return DatasetRef(object=name, sha256=digest, rows=count, bytes=len(data))
 
     async def upload_dataset_file(self, path: str | os.PathLike[str]) -> DatasetRef:
@@ -186,8 +190,9 @@ class Client:
                 f"the record of job {spec.job_id}",
                 exc.waited_s,
                 exc.cause,
-                "Nothing was queued, so no job will run. Submitting the same job id again is safe: it never "
-                "starts a second job.",
+                "Nothing was queued, so this job will not run. Submitting the same job id again is safe: it never "
+                "starts a second job (and if the record did land after all, `trl-nats jobs` lists it as "
+                "scheduled until you do).",
             ) from exc
         if not created and record.state is not JobState.scheduled:
             return Job(self, spec.job_id)
@@ -200,6 +205,7 @@ class Client:
                 payload,
                 record.job_id,
                 timeout=self.settings.request_timeout,
+                bound_s=self.settings.write_retry_s,
             )
         except retry.NotWritten as exc:
             raise retry.NotWritten(

@@ -161,6 +161,10 @@ class Claims:
         if record.state.terminal:
             await msg.ack()  # cancelled while waiting, or a duplicate of a finished job
             return None
+        if record.state is JobState.in_progress and record.owner == self.id and spec.job_id in self.running:
+            # our own job, redelivered while we finish it (its final write rode out an election): not a new run
+            await msg.nak(delay=self.nats.ack_wait_s)
+            return None
         if record.state is JobState.in_progress and record.owner != self.id:
             if await self.node.owner_alive(record):
                 # redelivered while its owner still runs it (e.g. broker restart): not ours
