@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nkeys
 import pytest
-from support import NOOP, AgentProcess, preference_rows
+from support import NOOP, ROWS, AgentProcess, preference_rows
 
 from trl_nats.client import Client
 from trl_nats.messages import JobSpec, JobState
