@@ -76,7 +76,7 @@ def test_long_prompts_keep_their_end_and_the_job_trains(tiny_model: Path, tmp_pa
 def test_no_usable_row_fails_on_the_first_attempt_with_the_setting_to_change(
     tiny_model: Path, tmp_path: Path, sink: EventSink
 ):
-    from trl_nats_agent.recipes.contract import read_failure
+    from trl_nats_agent.recipes.contract import bad_job_sentence
 
     # Chosen and rejected differ only after their first 40 words: cut to fit, they are the same answer.
     same = " ".join(["the answer is this"] * 10)
@@ -90,8 +90,7 @@ def test_no_usable_row_fails_on_the_first_attempt_with_the_setting_to_change(
     assert error is not None and "no row of the train dataset is usable" in error["line"], error
     assert "raise params.max_length" in error["line"] and "6 had chosen and rejected identical" in error["line"]
     assert error["line"] in proc.stderr
-    failure = read_failure(output)
-    assert failure is not None and failure.permanent and failure.reason == error["line"]
+    assert bad_job_sentence(proc.stderr.splitlines()) == error["line"]
 
 
 @pytest.mark.parametrize(

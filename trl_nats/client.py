@@ -26,6 +26,8 @@ from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NoKeysError, ObjectNotFoundError
 
+from trl_nats import retry
+from trl_nats.events import publish_event
 from trl_nats.messages import (
     AgentRecord,
     BadMessage,
@@ -99,10 +101,6 @@ def encode_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[bytes, int]:
     return (b"\n".join(lines) + b"\n" if lines else b""), len(lines)
 
 
-def events_base(settings: NatsSettings, spec: JobSpec) -> str:
-    return spec.events_subject or settings.names.events(spec.job_id)
-
-
 class Client:
     def __init__(self, nc: NATS, settings: NatsSettings, topo: Topology) -> None:
         self.nc = nc
@@ -110,7 +108,7 @@ class Client:
         self.names = settings.names
         self.topo = topo
         self.js = topo.js
-        self.store = JobStore(topo.jobs)
+        self.store = JobStore(topo.jobs, write_bound_s=settings.write_retry_s)
         self._fleet_cache: tuple[float, list[AgentRecord]] | None = None
 
     @classmethod
@@ -118,7 +116,12 @@ class Client:
         settings = settings or NatsSettings.from_env()
         nc = await connect(settings, name=name)
         try:
-            topo = await ensure_topology(nc.jetstream(timeout=settings.request_timeout), settings)
+            js = nc.jetstream(timeout=settings.request_timeout)
+            topo = await retry.retry_write(
+                lambda: ensure_topology(js, settings),
+                "the JetStream streams and buckets",
+                bound_s=settings.write_retry_s,
+            )
         except BaseException:
             await nc.close()
             raise
@@ -150,7 +153,7 @@ class Client:
                 return DatasetRef(object=name, sha256=digest, rows=count, bytes=len(data))
         except ObjectNotFoundError:
             pass
-        await self.topo.datasets.put(name, data)
+        await retry.obj_put(self.topo.datasets, name, data, what=f"dataset {name}", bound_s=self.settings.write_retry_s)
         return DatasetRef(object=name, sha256=digest, rows=count, bytes=len(data))
 
     async def upload_dataset_file(self, path: str | os.PathLike[str]) -> DatasetRef:
@@ -180,18 +183,38 @@ class Client:
             raise
 
     async def _submit(self, spec: JobSpec) -> Job:
-        record, created = await self.store.create(JobRecord(job_id=spec.job_id, spec=spec))
+        try:
+            record, created = await self.store.create(JobRecord(job_id=spec.job_id, spec=spec))
+        except retry.NotWritten as exc:
+            raise retry.NotWritten(
+                f"the record of job {spec.job_id}",
+                exc.waited_s,
+                exc.cause,
+                "Nothing was queued, so this job will not run. Submitting the same job id again is safe: it never "
+                "starts a second job (and if the record did land after all, `trl-nats jobs` lists it as "
+                "scheduled until you do).",
+            ) from exc
         if not created and record.state is not JobState.scheduled:
             return Job(self, spec.job_id)
         payload = encode(record.spec)
         # Same message id every time: JetStream drops a duplicate within its window.
-        await publish_once(
-            self.js,
-            self.names.submit(record.spec.resources.queue),
-            payload,
-            record.job_id,
-            timeout=self.settings.request_timeout,
-        )
+        try:
+            await publish_once(
+                self.js,
+                self.names.submit(record.spec.resources.queue),
+                payload,
+                record.job_id,
+                timeout=self.settings.request_timeout,
+                bound_s=self.settings.write_retry_s,
+            )
+        except retry.NotWritten as exc:
+            raise retry.NotWritten(
+                f"the queue message of job {spec.job_id}",
+                exc.waited_s,
+                exc.cause,
+                f"Its record exists (scheduled) but no agent runs it until it is queued: submit the same job id "
+                f"({spec.job_id}) again to queue it, once.",
+            ) from exc
         if created:
             await self._publish_status(record, JobState.scheduled, "submitted", msg_suffix="submitted")
         return Job(self, spec.job_id)
@@ -323,12 +346,12 @@ class Client:
 
     async def _publish_status(self, record: JobRecord, state: JobState, message: str, *, msg_suffix: str) -> None:
         event = StatusEvent(job_id=record.job_id, attempt=record.attempt, state=state, message=message)
-        base = events_base(self.settings, record.spec)
-        await publish_once(
+        await publish_event(
             self.js,
-            self.names.event(base, "status"),
-            encode(event),
-            f"{record.job_id}.{msg_suffix}",
+            self.names,
+            record.spec,
+            event,
+            msg_id=f"{record.job_id}.{msg_suffix}",
             timeout=self.settings.request_timeout,
         )
 
@@ -357,7 +380,7 @@ class Job:
         """
         record = await self.status()
         c = self.client
-        base = events_base(c.settings, record.spec)
+        base = c.names.job_events(record.spec)
         subject = f"{base}.>"
         if base.startswith(c.names.prefix + ".events."):
             policy = DeliverPolicy.ALL if from_start else DeliverPolicy.NEW

@@ -15,7 +15,8 @@ import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
-from trl_nats.messages import JobRecord, JobState, check_job_id, decode, encode, now
+from trl_nats import retry
+from trl_nats.messages import Allocation, JobRecord, JobState, check_job_id, decode, encode, now
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ LEGAL: dict[JobState, frozenset[JobState]] = {
     S.failed: frozenset(),
     S.cancelled: frozenset(),
 }
+
+# a job can be claimed while it waits, or taken over while its owner is gone
+CLAIMABLE: frozenset[JobState] = frozenset({S.scheduled, S.in_progress})
 
 _UNSET = object()
 
@@ -62,14 +66,17 @@ class LostClaim(RuntimeError):
 
 
 class JobStore:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, *, write_bound_s: float = retry.WRITE_BOUND_S) -> None:
         self.kv = kv
+        self.write_bound_s = write_bound_s  # how long a write rides out an election (trl_nats/retry.py)
 
     async def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
         """Store a new record; if the id exists already, return the existing one and False."""
         check_job_id(record.job_id)
         try:
-            await self.kv.create(record.job_id, encode(record))
+            await retry.kv_create(
+                self.kv, record.job_id, encode(record), what=f"job record {record.job_id}", bound_s=self.write_bound_s
+            )
             return record, True
         except KeyWrongLastSequenceError:
             return await self.get(record.job_id), False
@@ -120,7 +127,11 @@ class JobStore:
         Timestamps are set here, so every writer sets them the same way.
         """
         for _ in range(retries):
-            record, revision = await self.get_with_revision(job_id)
+            record, revision = await retry.retry_write(
+                lambda: self.get_with_revision(job_id),
+                f"job {job_id} -> {to.value} (reading it first)",
+                bound_s=self.write_bound_s,
+            )
             if owner is not _UNSET and (record.owner != owner or (attempt is not None and record.attempt != attempt)):
                 raise LostClaim(record, owner if isinstance(owner, str) else None, attempt)
             if to not in LEGAL[record.state] or (allowed_from is not None and record.state not in allowed_from):
@@ -134,8 +145,44 @@ class JobStore:
                 fields.setdefault("finished_at", t)
             new = msgspec.structs.replace(record, state=to, **fields)
             try:
-                await self.kv.update(job_id, encode(new), last=revision)
+                await retry.kv_update(
+                    self.kv,
+                    job_id,
+                    encode(new),
+                    revision,
+                    what=f"job {job_id} -> {to.value}",
+                    bound_s=self.write_bound_s,
+                )
                 return new
             except KeyWrongLastSequenceError:
                 continue  # someone else wrote between our read and write: re-read and re-decide
         raise RuntimeError(f"job {job_id}: gave up after {retries} conflicting writes")
+
+    async def claim(self, record: JobRecord, agent: str, allocation: list[Allocation]) -> JobRecord:
+        """Claim the job ``record`` describes for ``agent``: its next attempt, on ``allocation``.
+
+        Compare-and-set against the record as the caller read it: if anyone claimed the job or moved
+        its attempt on since, :class:`LostClaim`; if it ended meanwhile, :class:`IllegalTransition`.
+        """
+        attempt = record.attempt + 1
+        return await self.transition(
+            record.job_id,
+            S.in_progress,
+            owner=record.owner,
+            attempt=record.attempt,
+            allowed_from=CLAIMABLE,
+            change=lambda r: {
+                "owner": agent,
+                "attempt": attempt,
+                "runs": r.runs + 1,
+                "allocation": list(allocation),
+                "started_at": now(),
+            },
+        )
+
+    async def fail(self, job_id: str, error: str, *, allowed_from: frozenset[JobState] | None = None) -> JobRecord:
+        """Mark a job failed with ``error`` (no owner any more). Publishing its status event is
+        :func:`trl_nats.events.fail_job`'s part: callers that tell watchers use that."""
+        return await self.transition(
+            job_id, S.failed, allowed_from=allowed_from, change=lambda r: {"owner": None, "error": error}
+        )

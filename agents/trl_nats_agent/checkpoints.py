@@ -37,6 +37,8 @@ from nats.js.api import ObjectMeta, ObjectMetaOptions
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
+from trl_nats import retry
+
 log = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "trl_nats_complete.json"  # written by recipes/common.py once every rank saved
@@ -131,16 +133,11 @@ class CheckpointStore:
                 headers={"Trl-Sha256": digest},
                 options=ObjectMetaOptions(max_chunk_size=CHUNK_BYTES),
             )
-            for attempt in range(1, 6):  # a broker restart mid-upload: the store purges the partial chunks
-                try:
-                    with open(tar_path, "rb") as f:
-                        info = await self.artifacts.put(name, f, meta=meta)
-                    break
-                except Exception as exc:
-                    if attempt == 5:
-                        raise CheckpointStoreError(f"upload of {path.name} failed: {exc}") from exc
-                    log.info("upload of %s failed (%s); retrying", name, exc)
-                    await asyncio.sleep(attempt)
+            try:  # an election or a broker restart mid-upload: the whole put is retried
+                with open(tar_path, "rb") as f:
+                    info = await retry.obj_put(self.artifacts, name, f, meta=meta, what=f"checkpoint {name}")
+            except Exception as exc:
+                raise CheckpointStoreError(f"upload of {path.name} failed: {exc}") from exc
         return StoredCheckpoint(f"{OBJECT_SCHEME}{self.artifacts._name}/{name}", digest, info.size or 0)
 
     @staticmethod

@@ -10,11 +10,7 @@ rank hands back (files, exit codes) is named here once.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from dataclasses import dataclass
-from pathlib import Path
 
 # Environment the agent sets for every rank.
 DEVICE_ENV = "TRL_NATS_DEVICE"  # cpu | cuda (unset: cuda when available)
@@ -30,9 +26,6 @@ DATASETS_CACHE_DIR = ".hf_datasets"
 # Written into checkpoint-N once every rank has saved its part; a checkpoint without it is incomplete.
 COMPLETE_MARKER = "trl_nats_complete.json"
 CHECKPOINT_DIR_RE = re.compile(r"^checkpoint-(\d+)$")
-# Written by a rank that fails in a way no retry can fix (see EXIT_BAD_JOB). torchrun exits 1 whatever its
-# workers' codes were, so the agent reads this file, not torchrun's exit code, to tell a bad job from a fault.
-FAILURE_FILE = "trl_nats_failure.json"
 
 # Exit codes of a recipe process.
 EXIT_OK = 0
@@ -44,35 +37,25 @@ def checkpoint_dir_name(step: int) -> str:
     return f"checkpoint-{step}"
 
 
-@dataclass(frozen=True)
-class RecipeFailure:
-    """What a rank reported before exiting non-zero: its exit code and the one sentence for the user."""
+# How a recipe that exits EXIT_BAD_JOB says why: one line on stderr, this prefix and one sentence that
+# says what to change. torchrun turns every failed rank into its own exit code 1, so the agent knows a
+# permanent failure by this line, and makes the sentence the job's error.
+BAD_JOB_PREFIX = "trl-nats recipe error: "
 
-    exit_code: int
-    reason: str
-
-    @property
-    def permanent(self) -> bool:
-        return self.exit_code == EXIT_BAD_JOB
+# Set to "1" for every rank by an agent started with --offline: the hub clients never try the network.
+HUB_OFFLINE_ENVS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
-def write_failure(output_dir: Path, failure: RecipeFailure) -> None:
-    """Record a failure in OUTPUT_DIR (whole file or none: written aside, then renamed)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = output_dir / f".{FAILURE_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps({"exit_code": failure.exit_code, "reason": failure.reason}))
-    os.replace(tmp, output_dir / FAILURE_FILE)
+def bad_job_line(sentence: str) -> str:
+    """The stderr line of a recipe that exits EXIT_BAD_JOB (only the first line of ``sentence`` is kept)."""
+    first = sentence.strip().splitlines()[0] if sentence.strip() else "the job cannot run as specified"
+    return BAD_JOB_PREFIX + first
 
 
-def read_failure(output_dir: Path) -> RecipeFailure | None:
-    """The failure a rank of the last attempt recorded in OUTPUT_DIR, if any (the agent calls this)."""
-    try:
-        raw = json.loads((output_dir / FAILURE_FILE).read_text())
-        return RecipeFailure(int(raw["exit_code"]), str(raw["reason"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def clear_failure(output_dir: Path) -> None:
-    """Forget a previous attempt's failure; the agent calls this before it starts an attempt."""
-    (output_dir / FAILURE_FILE).unlink(missing_ok=True)
+def bad_job_sentence(lines: list[str]) -> str | None:
+    """The sentence of the last bad-job line in a recipe's output, if it printed one."""
+    for line in reversed(lines):
+        at = line.find(BAD_JOB_PREFIX)
+        if at >= 0:
+            return line[at + len(BAD_JOB_PREFIX) :].strip() or None
+    return None

@@ -3,8 +3,8 @@
 :func:`classify` is the one decision: a failure a retry cannot fix (bad rows, a model or tokenizer that does
 not load, hyperparameters TRL refuses, out of memory at the smallest batch, no row left after the length
 budget) exits ``EXIT_BAD_JOB`` with one sentence saying what to change; anything else exits ``EXIT_ERROR``
-and the agent may retry. The sentence goes to stderr, from rank 0 as an ``error`` log event, and into
-``OUTPUT_DIR/trl_nats_failure.json`` (``contract.write_failure``), since torchrun hides its workers' codes.
+and the agent may retry. The sentence goes to stderr and, from rank 0, as an ``error`` log event. torchrun hides its workers' exit
+codes, so a permanent failure also prints ``contract.bad_job_line(sentence)``: the agent knows it by that line.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .contract import EXIT_BAD_JOB, EXIT_ERROR, EXIT_OK, RecipeFailure, write_failure
+from .contract import EXIT_BAD_JOB, EXIT_ERROR, EXIT_OK, bad_job_line
 from .events import EventEmitter
 from .runtime import RecipeError
 
@@ -60,7 +60,7 @@ def classify(exc: BaseException, batch_size: int | None) -> Failure:
 
 class Recipe(Protocol):
     events: EventEmitter
-    output: Path  # OUTPUT_DIR: where a failure is recorded for the agent
+    output: Path  # OUTPUT_DIR
 
     def batch_size(self) -> int | None: ...
     def setup(self) -> None: ...
@@ -82,12 +82,11 @@ def run_recipe(recipe: Recipe) -> int:
         failure = classify(exc, recipe.batch_size())
         if failure.traceback:
             traceback.print_exc()
-        print(f"trl-nats recipe error: {failure.sentence}", file=sys.stderr, flush=True)
+        if failure.exit_code == EXIT_BAD_JOB:
+            print(bad_job_line(failure.sentence), file=sys.stderr, flush=True)
+        else:
+            print(f"trl-nats recipe failed: {failure.sentence}", file=sys.stderr, flush=True)
         recipe.events.log(failure.sentence, "error")
-        try:
-            write_failure(recipe.output, RecipeFailure(failure.exit_code, failure.sentence))
-        except OSError as write_error:
-            print(f"trl-nats: cannot record the failure in {recipe.output}: {write_error}", file=sys.stderr)
         return failure.exit_code
     finally:
         recipe.cleanup(ok)
