@@ -20,6 +20,8 @@ from typing import Any
 
 import msgspec
 
+from trl_nats.artifacts import ArtifactError
+from trl_nats.artifacts import cli as artifacts_cli
 from trl_nats.client import Client, JobAlreadyFinished, Unschedulable
 from trl_nats.messages import (
     DPO_LOSS_TYPES,
@@ -334,7 +336,8 @@ async def cmd_status(client: Client, args) -> int:
     if r.last_metrics:
         print("metrics    " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.last_metrics.items())))
     for c in r.checkpoints:
-        print(f"checkpoint step {c.step}{' final' if c.final else ''}: {c.path}")
+        where = f"{c.location} ({c.bytes or 0:,} bytes)" if c.location else c.path
+        print(f"checkpoint step {c.step}{' final' if c.final else ''}: {where}")
     if r.error:
         print(f"error      {r.error}")
     return 0
@@ -593,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl = command("plot", "draw a job's loss, reward margin and accuracy curves to a PNG (needs trl-nats[plot])")
     pl.add_argument("job_id")
     pl.add_argument("-o", "--output", help="PNG path (default <job>.png)")
+    artifacts_cli.add_parsers(command)
     return p
 
 
@@ -604,6 +608,7 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "agents": cmd_agents,
     "plot": cmd_plot,
+    **artifacts_cli.COMMANDS,
 }
 
 
@@ -631,7 +636,7 @@ def main(argv: list[str] | None = None) -> None:
     except CliError as exc:
         print(f"trl-nats: {exc}", file=sys.stderr)
         code = 2
-    except (JobNotFound, BadMessage, ConnectionError, PermissionError) as exc:
+    except (JobNotFound, BadMessage, ConnectionError, PermissionError, ArtifactError) as exc:
         print(f"trl-nats: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,6 +27,9 @@ from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NoKeysError, ObjectNotFoundError
 
+from trl_nats.artifacts import jobs as artifact_jobs
+from trl_nats.artifacts.manifest import ArtifactInfo
+from trl_nats.artifacts.store import PullResult, TransferProgress
 from trl_nats.messages import (
     AgentRecord,
     BadMessage,
@@ -320,6 +324,26 @@ class Client:
         if record.owner:
             await self.nc.publish(self.names.control(record.owner), encode(CancelRequest(job_id=job_id, reason=reason)))
         return record
+
+    # -- artifacts (trl_nats/artifacts) ----------------------------------------
+    async def artifacts(self, job_id: str) -> list[ArtifactInfo]:
+        """The job's stored checkpoints and final model: name, step, URI or path, size, still present."""
+        return await artifact_jobs.job_artifacts(self, job_id)
+
+    async def pull(
+        self,
+        job_id: str,
+        checkpoint: int | str = "final",
+        dest: str | os.PathLike[str] = ".",
+        *,
+        progress: TransferProgress | None = None,
+    ) -> PullResult:
+        """Download the final model or checkpoint STEP into ``dest``, every file verified; resumes a partial pull."""
+        return await artifact_jobs.pull(self, job_id, checkpoint, Path(dest), progress=progress)
+
+    async def prune(self, job_id: str, keep: int = 0) -> list[ArtifactInfo]:
+        """Delete all but the newest ``keep`` stored checkpoints (never the final model); returns what went."""
+        return await artifact_jobs.prune(self, job_id, keep)
 
     async def _publish_status(self, record: JobRecord, state: JobState, message: str, *, msg_suffix: str) -> None:
         event = StatusEvent(job_id=record.job_id, attempt=record.attempt, state=state, message=message)

@@ -43,9 +43,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--heartbeat", type=float, default=3.0, help="seconds between heartbeats")
     p.add_argument(
         "--checkpoint-store",
-        default=os.environ.get("TRL_NATS_CHECKPOINT_STORE", "local"),
-        help="where checkpoints are kept for resume: 'local' (where the trainer wrote them), 'nats' (the "
-        "artifacts object store, so any agent can resume), or a shared directory (default local)",
+        default=os.environ.get("TRL_NATS_CHECKPOINT_STORE", "nats"),
+        help="where checkpoints and final models are stored: 'nats' (the artifacts object store, so any agent "
+        "can resume and anyone can `trl-nats pull`), a shared directory, or 'local' (where the trainer wrote "
+        "them) (default nats)",
     )
     p.add_argument(
         "--checkpoint-max-bytes",
