@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from trl_nats import pausing
 from trl_nats.artifacts import ArtifactError
 from trl_nats.artifacts import cli as artifacts_cli
 from trl_nats.client import Client, JobAlreadyFinished, Unschedulable
@@ -38,6 +39,7 @@ from trl_nats.messages import (
     TrainingParams,
     decode,
 )
+from trl_nats.pausing import CannotPause
 from trl_nats.settings import add_connection_args, settings_from_args
 from trl_nats.store import JobNotFound
 
@@ -597,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("job_id")
     pl.add_argument("-o", "--output", help="PNG path (default <job>.png)")
     artifacts_cli.add_parsers(command)
+    pausing.add_parsers(command)
     return p
 
 
@@ -609,6 +612,7 @@ COMMANDS = {
     "agents": cmd_agents,
     "plot": cmd_plot,
     **artifacts_cli.COMMANDS,
+    **pausing.COMMANDS,
 }
 
 
@@ -636,7 +640,7 @@ def main(argv: list[str] | None = None) -> None:
     except CliError as exc:
         print(f"trl-nats: {exc}", file=sys.stderr)
         code = 2
-    except (JobNotFound, BadMessage, ConnectionError, PermissionError, ArtifactError) as exc:
+    except (JobNotFound, BadMessage, ConnectionError, PermissionError, ArtifactError, CannotPause) as exc:
         print(f"trl-nats: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NoKeysError, ObjectNotFoundError
 
+from trl_nats import pausing
 from trl_nats.artifacts import jobs as artifact_jobs
 from trl_nats.artifacts.manifest import ArtifactInfo
 from trl_nats.artifacts.store import PullResult, TransferProgress
@@ -296,12 +297,12 @@ class Client:
         record = await self.store.get(job_id)
         if record.state.terminal:
             raise JobAlreadyFinished(record)
-        if record.state is JobState.scheduled:
+        if record.state in (JobState.scheduled, JobState.paused):
             try:
                 record = await self.store.transition(
                     job_id,
                     JobState.cancelled,
-                    allowed_from=frozenset({JobState.scheduled}),
+                    allowed_from=frozenset({JobState.scheduled, JobState.paused}),
                     change=lambda r: {"cancel_requested": True, "error": reason},
                 )
                 await self._publish_status(record, JobState.cancelled, reason, msg_suffix="cancelled")
@@ -313,8 +314,8 @@ class Client:
         try:
             record = await self.store.transition(
                 job_id,
-                JobState.in_progress,
-                allowed_from=frozenset({JobState.in_progress}),
+                JobState.in_progress,  # stays pausing if it is (see JobStore.transition)
+                allowed_from=frozenset({JobState.in_progress, JobState.pausing}),
                 change=lambda r: {"cancel_requested": True},
             )
         except IllegalTransition as exc:
@@ -372,6 +373,14 @@ class Job:
 
     async def cancel(self, reason: str = "cancelled by user") -> JobRecord:
         return await self.client.cancel(self.id, reason)
+
+    async def pause(self) -> JobRecord:
+        """Pause: a queued job leaves the queue; a running one saves a checkpoint at its next step and stops."""
+        return await pausing.pause(self.client, self.id)
+
+    async def resume(self) -> JobRecord:
+        """Queue a paused job again; any agent continues it from its stored checkpoint."""
+        return await pausing.resume(self.client, self.id)
 
     async def events(self, from_start: bool = True, until_done: bool = True) -> AsyncIterator[Event]:
         """The job's events: its whole history first (``from_start``), then live ones.

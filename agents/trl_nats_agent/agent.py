@@ -54,7 +54,7 @@ from trl_nats.publishing import EventPublisher
 from trl_nats.settings import NatsSettings, connect
 from trl_nats.store import IllegalTransition, JobNotFound, JobStore, LostClaim
 from trl_nats.topology import Topology, ensure_pool_consumer, ensure_topology
-from trl_nats_agent import __version__
+from trl_nats_agent import __version__, pausing
 from trl_nats_agent.advisories import QUEUE_GROUP, MaxDeliveriesWatcher, advisory_subject
 from trl_nats_agent.capacity import pools_for, refresh_utilization, threads_per_slot
 from trl_nats_agent.checkpoints import DEFAULT_MAX_BYTES, CheckpointStore, CheckpointStoreError
@@ -374,8 +374,8 @@ class Agent:
         except JobNotFound:
             # published straight on NATS (e.g. `nats pub`), not through the client: adopt it
             record, _ = await self.store.create(JobRecord(job_id=spec.job_id, spec=spec))
-        if record.state.terminal:
-            await msg.ack()  # cancelled while waiting, or a duplicate of a finished job
+        if record.state.terminal or pausing.drop_delivery(record):
+            await msg.ack()  # cancelled or paused while waiting, or a duplicate of a finished job
             return None
         if record.state is JobState.in_progress and record.owner != self.id:
             if await self._owner_alive(record):
@@ -851,6 +851,8 @@ class Agent:
                 continue
             if record.cancel_requested and job.cancel_reason is None:
                 await self._cancel(job, record.error or "cancelled by user")
+            elif record.state is JobState.pausing:
+                pausing.request_pause(job.output_dir)
 
     async def _finish(self, job: RunningJob, rc: int | None, error: str | None) -> None:
         """Write the final state (CAS, owner-guarded), then settle the message."""
@@ -865,6 +867,8 @@ class Agent:
             to, message, settle = JobState.cancelled, job.cancel_reason, "ack"
         elif job.handed_back:
             to, message, settle = JobState.scheduled, f"handed back by {self.id} (agent stopping)", "nak"
+        elif pausing.stopped_at_pause(rc, job.output_dir):
+            to, message, settle = JobState.paused, "paused", "ack"
         elif rc == 0:
             to, message, settle = JobState.completed, "completed", "ack"
         elif attempt < spec.max_attempts:
@@ -881,12 +885,14 @@ class Agent:
                     fields["attempt"] = max(0, r.attempt - 1)  # a hand-back is not a failed attempt
             elif to is JobState.completed:
                 fields.update(error=None, finished_at=now())
+            elif to is JobState.paused:
+                fields.update(pausing.paused_fields(r))
             else:
                 fields["error"] = error if to is JobState.failed else message
             return fields
 
         try:
-            await self._write_until_done(
+            record = await self._write_until_done(
                 lambda: self.store.transition(jid, to, owner=self.id, attempt=attempt, change=change),
                 f"final state of {jid}",
             )
@@ -896,7 +902,9 @@ class Agent:
         except Exception as exc:  # NATS gone for ten minutes: the message is redelivered and another agent decides
             log.error("job %s: final state not written: %s", jid, exc)
             return
-        failed = job.cancel_reason is None and not job.handed_back and rc != 0
+        if to is JobState.paused:
+            message = pausing.paused_message(record, self.id)
+        failed = job.cancel_reason is None and not job.handed_back and rc != 0 and to is not JobState.paused
         self.metrics.finished_attempt(to.value, failed=failed, retried=failed and to is JobState.scheduled)
         self._emit(
             spec,

@@ -43,6 +43,7 @@ from transformers import TrainerCallback
 
 from trl_nats.messages import BadMessage, JobKind, JobSpec, TrainingParams, decode, validate_spec
 
+from . import pause as pausing
 from . import performance
 from .events import EventEmitter
 from .performance import ModelShape, PerformancePlan
@@ -634,9 +635,13 @@ def run_recipe(recipe: Recipe) -> int:
     ok = False
     try:
         recipe.setup()
+        pause = pausing.watch(recipe)
         recipe.train()
-        recipe.save_checkpoint()
         ok = True
+        if pause.paused:
+            pause.confirm()  # checkpoint-N is saved; no final model yet
+            return 0
+        recipe.save_checkpoint()
         return 0
     except RecipeError as exc:
         print(f"trl-nats recipe error: {exc}", file=sys.stderr, flush=True)
