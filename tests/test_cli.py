@@ -87,7 +87,7 @@ def test_bad_input_gets_a_clear_error_and_exit_code_2(env_for, tmp_path: Path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "p", "chosen": "c"}\n')
     cases = {
-        ("submit", "--model", "m", "--dataset", str(bad)): "row 1: missing field 'rejected'",
+        ("submit", "--model", "m", "--dataset", str(bad)): "row 1: field 'rejected' is missing",
         ("submit", "--model", "m", "--dataset", str(tmp_path / "none.jsonl")): "does not exist",
         ("submit", "--model", "m", "--set", "beta=-1"): "Expected `float` > 0.0",
         ("submit", "--model", "m", "--set", "loss_type=kto_pair"): "loss_type 'kto_pair' is not supported",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).resolve().parent.parent / "trl_nats" / "data"
-GENERATOR = DATA / "make_datasets.py"
+GENERATOR = DATA.parent.parent / "scripts" / "make_datasets.py"
 MAX_CHARS = 400
 
 FILES = {
@@ -87,5 +87,5 @@ def test_generator_reproduces_shipped_files(tmp_path: Path) -> None:
         regenerated = (out / name).read_bytes()
         assert regenerated == shipped, (
             f"{name} differs from what make_datasets.py generates; "
-            "edit the generator and rerun `python trl_nats/data/make_datasets.py`, don't edit the file"
+            "edit the generator and rerun `python scripts/make_datasets.py`, don't edit the file"
         )

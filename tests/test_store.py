@@ -95,3 +95,83 @@ async def test_cancel_of_waiting_job_and_errors(settings):
         assert (await again.status()).state is JobState.cancelled
     finally:
         await client.close()
+
+
+async def test_claim_is_one_compare_and_set_and_the_second_claimer_loses(settings):
+    from trl_nats.messages import Allocation
+
+    client, spec = await _client_and_spec(settings)
+    store = client.store
+    try:
+        seen, _ = await store.create(JobRecord(job_id="j1", spec=spec))
+        alloc = [Allocation(agent="a1", node="n1", gpus=[0, 1])]
+        won = await store.claim(seen, "a1", alloc)
+        assert (won.state, won.owner, won.attempt, won.runs, won.allocation) == (
+            JobState.in_progress,
+            "a1",
+            1,
+            1,
+            alloc,
+        )
+        assert won.started_at is not None
+        with pytest.raises(LostClaim):  # a2 read the record before a1's claim landed
+            await store.claim(seen, "a2", [Allocation(agent="a2", node="n2", gpus=[0])])
+        taken = await store.claim(won, "a2", [Allocation(agent="a2", node="n2", gpus=[0])])  # a1 gone: takeover
+        assert (taken.owner, taken.attempt, taken.runs) == ("a2", 2, 2)
+        done = await store.transition("j1", JobState.completed, owner="a2", attempt=2)
+        with pytest.raises(IllegalTransition):
+            await store.claim(done, "a3", [])
+    finally:
+        await client.close()
+
+
+async def test_fail_job_marks_the_record_and_tells_the_watchers(settings):
+    from trl_nats.events import fail_job
+    from trl_nats.messages import StatusEvent, decode
+
+    client, spec = await _client_and_spec(settings)
+    store = client.store
+    sent: list[tuple[str, bytes, str]] = []
+    try:
+        await store.create(JobRecord(job_id="j1", spec=spec))
+        rec = await fail_job(
+            store,
+            lambda *m: sent.append(m),
+            client.names,
+            "j1",
+            "gave up",
+            agent="a1",
+            allowed_from=frozenset({JobState.scheduled}),
+        )
+        assert (rec.state, rec.owner, rec.error) == (JobState.failed, None, "gave up")
+        assert (await store.get("j1")).state is JobState.failed
+        [(subject, payload, msg_id)] = sent
+        assert subject == "trl.events.j1.status" and msg_id.startswith("j1.0.")
+        event = decode(payload, StatusEvent)
+        assert (event.state, event.agent, event.message, event.seq) == (
+            JobState.failed,
+            "a1",
+            "gave up",
+            int(msg_id[5:]),
+        )
+        with pytest.raises(IllegalTransition):  # already ended: nothing more is published
+            await fail_job(store, lambda *m: sent.append(m), client.names, "j1", "again")
+        assert len(sent) == 1
+        with pytest.raises(JobNotFound):
+            await fail_job(store, lambda *m: sent.append(m), client.names, "nope", "x")
+    finally:
+        await client.close()
+
+
+async def test_events_of_a_job_with_its_own_subject_go_there(settings):
+    from trl_nats.events import event_subject
+    from trl_nats.messages import LogEvent
+
+    client, spec = await _client_and_spec(settings)
+    try:
+        custom = JobSpec(job_id="j2", model="m", dataset=spec.dataset, events_subject="team.a.runs")
+        assert client.names.job_events(spec) == "trl.events.j1"
+        assert client.names.job_events(custom) == "team.a.runs"
+        assert event_subject(client.names, custom, LogEvent(job_id="j2", attempt=1, line="x")) == "team.a.runs.log"
+    finally:
+        await client.close()

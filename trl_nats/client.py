@@ -31,6 +31,7 @@ from trl_nats import pausing
 from trl_nats.artifacts import jobs as artifact_jobs
 from trl_nats.artifacts.manifest import ArtifactInfo
 from trl_nats.artifacts.store import PullResult, TransferProgress
+from trl_nats.events import publish_event
 from trl_nats.messages import (
     AgentRecord,
     BadMessage,
@@ -102,10 +103,6 @@ def encode_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[bytes, int]:
     for row in rows:
         lines.append(_row_encoder.encode(row))
     return (b"\n".join(lines) + b"\n" if lines else b""), len(lines)
-
-
-def events_base(settings: NatsSettings, spec: JobSpec) -> str:
-    return spec.events_subject or settings.names.events(spec.job_id)
 
 
 class Client:
@@ -348,12 +345,12 @@ class Client:
 
     async def _publish_status(self, record: JobRecord, state: JobState, message: str, *, msg_suffix: str) -> None:
         event = StatusEvent(job_id=record.job_id, attempt=record.attempt, state=state, message=message)
-        base = events_base(self.settings, record.spec)
-        await publish_once(
+        await publish_event(
             self.js,
-            self.names.event(base, "status"),
-            encode(event),
-            f"{record.job_id}.{msg_suffix}",
+            self.names,
+            record.spec,
+            event,
+            msg_id=f"{record.job_id}.{msg_suffix}",
             timeout=self.settings.request_timeout,
         )
 
@@ -390,7 +387,7 @@ class Job:
         """
         record = await self.status()
         c = self.client
-        base = events_base(c.settings, record.spec)
+        base = c.names.job_events(record.spec)
         subject = f"{base}.>"
         if base.startswith(c.names.prefix + ".events."):
             policy = DeliverPolicy.ALL if from_start else DeliverPolicy.NEW

@@ -15,7 +15,7 @@ import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
-from trl_nats.messages import JobRecord, JobState, check_job_id, decode, encode, now
+from trl_nats.messages import Allocation, JobRecord, JobState, check_job_id, decode, encode, now
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,9 @@ LEGAL: dict[JobState, frozenset[JobState]] = {
     S.failed: frozenset(),
     S.cancelled: frozenset(),
 }
+
+# a job can be claimed while it waits, or taken over while its owner is gone
+CLAIMABLE: frozenset[JobState] = frozenset({S.scheduled, S.in_progress})
 
 _UNSET = object()
 
@@ -146,3 +149,32 @@ class JobStore:
             except KeyWrongLastSequenceError:
                 continue  # someone else wrote between our read and write: re-read and re-decide
         raise RuntimeError(f"job {job_id}: gave up after {retries} conflicting writes")
+
+    async def claim(self, record: JobRecord, agent: str, allocation: list[Allocation]) -> JobRecord:
+        """Claim the job ``record`` describes for ``agent``: its next attempt, on ``allocation``.
+
+        Compare-and-set against the record as the caller read it: if anyone claimed the job or moved
+        its attempt on since, :class:`LostClaim`; if it ended meanwhile, :class:`IllegalTransition`.
+        """
+        attempt = record.attempt + 1
+        return await self.transition(
+            record.job_id,
+            S.in_progress,
+            owner=record.owner,
+            attempt=record.attempt,
+            allowed_from=CLAIMABLE,
+            change=lambda r: {
+                "owner": agent,
+                "attempt": attempt,
+                "runs": r.runs + 1,
+                "allocation": list(allocation),
+                "started_at": now(),
+            },
+        )
+
+    async def fail(self, job_id: str, error: str, *, allowed_from: frozenset[JobState] | None = None) -> JobRecord:
+        """Mark a job failed with ``error`` (no owner any more). Publishing its status event is
+        :func:`trl_nats.events.fail_job`'s part: callers that tell watchers use that."""
+        return await self.transition(
+            job_id, S.failed, allowed_from=allowed_from, change=lambda r: {"owner": None, "error": error}
+        )

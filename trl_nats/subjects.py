@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trl_nats.messages import JobSpec
 
 DEFAULT_PREFIX = "trl"
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
@@ -36,12 +41,21 @@ class Names:
         """Default base subject of a job's events; each event goes to ``<base>.<kind>``."""
         return f"{self.prefix}.events.{job_id}"
 
+    def job_events(self, spec: JobSpec) -> str:
+        """The base subject a job's events go to: the spec's ``events_subject``, else :meth:`events`."""
+        return spec.events_subject or self.events(spec.job_id)
+
     def event(self, base: str, kind: str) -> str:
         return f"{base}.{kind}"
 
     @property
     def events_all(self) -> str:
         return f"{self.prefix}.events.>"
+
+    @property
+    def jobs_max_deliveries(self) -> str:
+        """JetStream's advisory for a submission its pool consumer delivered max_deliver times."""
+        return advisory_subject(self.jobs_stream)
 
     def control(self, agent_id: str) -> str:
         """Subject an agent listens on for cancel requests of the jobs it runs."""
@@ -88,3 +102,8 @@ class Names:
         """Nats-Msg-Id of event ``seq`` of a job's ``run``-th claim: unique per claim, so a retried publish
         lands once and a re-claim after a hand-back (same attempt number) is never taken for a duplicate."""
         return f"{job_id}.{run}.{seq}"
+
+
+def advisory_subject(stream: str) -> str:
+    """JetStream's max-deliveries advisory subject for any consumer of ``stream`` (``$JS.EVENT...``)."""
+    return f"{MAX_DELIVERIES_ADVISORY}.{stream}.*"

@@ -2,7 +2,7 @@
 
 No dataset can be downloaded where trl-nats is developed and tested, so the demo
 and the tests train on two tiny, hand-written, English helpful-assistant datasets
-that live next to this script:
+shipped in ``trl_nats/data/``:
 
 * ``preferences.jsonl``: one ``{"prompt", "chosen", "rejected"}`` object per line
   (for DPO). ``chosen`` is a short, correct, polite answer; ``rejected`` is worse
@@ -17,8 +17,8 @@ history, geography, vocabulary, health and home advice, ...). Numbers in the wor
 problems and conversions are computed, not typed. Everything is deterministic
 (fixed seeds, no set iteration, fixed JSON formatting), so running::
 
-    python trl_nats/data/make_datasets.py            # rewrite the shipped files
-    python trl_nats/data/make_datasets.py --out DIR  # write them into DIR instead
+    python scripts/make_datasets.py            # rewrite the shipped files
+    python scripts/make_datasets.py --out DIR  # write them into DIR instead
 
 reproduces the shipped files byte for byte. Standard library only.
 """
@@ -2226,8 +2226,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path(__file__).resolve().parent,
-        help="directory to write the .jsonl files into (default: next to this script)",
+        default=Path(__file__).resolve().parent.parent / "trl_nats" / "data",
+        help="directory to write the .jsonl files into (default: trl_nats/data, where they ship)",
     )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,43 +1,14 @@
-"""Every message that crosses NATS, as msgspec structs, and the one codec for them.
-
-JSON on the wire so that `nats sub 'trl.events.>'` is readable by a person.
-Every top-level message carries ``schema``; decoding is strict (unknown
-fields, wrong types and unknown schema versions are rejected with a reason)
-and never raises anything but :class:`BadMessage`.
-
-Lives here: job spec, job record, events, agent record, control requests.
-Does not live here: subjects (``subjects.py``), state rules (``store.py``).
-"""
+"""A job: what is asked (spec, parameters, resources), its authoritative record, and a cancel request."""
 
 from __future__ import annotations
 
 import enum
 import re
-import time
 from typing import Annotated, Literal
 
-import msgspec
 from msgspec import Meta, Struct, field
 
-SCHEMA = 1
-MAX_MESSAGE_BYTES = 1 << 20  # anything larger on a consumed subject is hostile
-
-JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
-JobId = Annotated[str, Meta(pattern=JOB_ID_PATTERN)]
-Schema = Annotated[int, Meta(ge=1)]
-PosInt = Annotated[int, Meta(ge=1)]
-NonNegInt = Annotated[int, Meta(ge=0)]
-NonNegFloat = Annotated[float, Meta(ge=0.0)]
-
-_JOB_ID_RE = re.compile(JOB_ID_PATTERN)
-
-
-def now() -> float:
-    return time.time()
-
-
-class BadMessage(ValueError):
-    """A message that cannot be accepted; ``str()`` says why."""
+from trl_nats.messages.codec import SCHEMA, BadMessage, JobId, NonNegFloat, NonNegInt, PosInt, Schema, now
 
 
 class JobState(enum.StrEnum):
@@ -222,179 +193,12 @@ class JobRecord(Struct, forbid_unknown_fields=True, kw_only=True):
     error: str | None = None
 
 
-class StatusEvent(Struct, tag="status", forbid_unknown_fields=True, kw_only=True):
-    schema: Schema = SCHEMA
-    job_id: JobId
-    attempt: NonNegInt
-    seq: NonNegInt = 0
-    ts: float = field(default_factory=now)
-    state: JobState
-    agent: str | None = None
-    message: str = ""
-
-
-class MetricsEvent(Struct, tag="metrics", forbid_unknown_fields=True, kw_only=True):
-    schema: Schema = SCHEMA
-    job_id: JobId
-    attempt: NonNegInt
-    seq: NonNegInt = 0
-    ts: float = field(default_factory=now)
-    step: NonNegInt
-    total_steps: NonNegInt | None = None
-    epoch: NonNegFloat = 0.0
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-class CheckpointEvent(Struct, tag="checkpoint", forbid_unknown_fields=True, kw_only=True):
-    schema: Schema = SCHEMA
-    job_id: JobId
-    attempt: NonNegInt
-    seq: NonNegInt = 0
-    ts: float = field(default_factory=now)
-    checkpoint: Checkpoint
-
-
-class LogEvent(Struct, tag="log", forbid_unknown_fields=True, kw_only=True):
-    schema: Schema = SCHEMA
-    job_id: JobId
-    attempt: NonNegInt
-    seq: NonNegInt = 0
-    ts: float = field(default_factory=now)
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    line: str
-
-
-Event = StatusEvent | MetricsEvent | CheckpointEvent | LogEvent
-EVENT_KINDS = ("status", "metrics", "checkpoint", "log")
-
-
-class GpuInfo(Struct, forbid_unknown_fields=True, kw_only=True):
-    index: NonNegInt
-    name: str
-    memory_mib: NonNegInt = 0
-    utilization: float | None = None
-
-
-class AgentRecord(Struct, forbid_unknown_fields=True, kw_only=True):
-    """An agent's heartbeat, in the agents KV bucket (entries expire after the TTL)."""
-
-    schema: Schema = SCHEMA
-    agent_id: str
-    node: str
-    version: str
-    device: Literal["cuda", "cpu"]
-    gpus: list[GpuInfo]
-    free_gpus: list[int]
-    running_jobs: list[str]
-    pools: list[str]
-    started_at: float
-    heartbeat_at: float = field(default_factory=now)
-
-
-class GangState(enum.StrEnum):
-    forming = "forming"  # the leader holds its GPUs and waits for members to join
-    running = "running"  # every node joined; the job is claimed and each node runs torchrun
-    stopping = "stopping"  # one node failed or the job was cancelled: every node stops its training
-    aborted = "aborted"  # formation gave up (timeout, yielded to an older gang): everyone releases
-
-
-class GangMember(Struct, forbid_unknown_fields=True, kw_only=True):
-    agent: str
-    node: str
-    addr: str  # the address other nodes reach this one at (rendezvous and collectives)
-    gpus: list[int]
-    node_rank: NonNegInt
-    joined_at: float = field(default_factory=now)
-    exit_code: int | None = None  # set by the member when its torchrun has ended
-    error: str | None = None
-    handed_back: bool = False  # the member's agent stopped: not the training's fault
-
-
-class GangRecord(Struct, forbid_unknown_fields=True, kw_only=True):
-    """One multi-node job's gang, in the gangs KV bucket under the job id; changed only by compare-and-set.
-
-    members[0] is the leader (node rank 0, the rendezvous host). See docs/scheduling.md.
-    """
-
-    schema: Schema = SCHEMA
-    job_id: JobId
-    leader: str
-    nodes: Annotated[int, Meta(ge=2, le=64)]
-    gpus_per_node: PosInt
-    node_pool: str  # the single-node pool a member must serve, e.g. n1g2h100
-    submitted_at: float  # the job's submission time: older gangs go first
-    state: GangState = GangState.forming
-    attempt: NonNegInt = 0  # the job attempt this gang runs (set when it starts running)
-    rdzv_endpoint: str
-    timeout_s: Annotated[float, Meta(gt=0)]
-    members: list[GangMember] = field(default_factory=list)
-    reason: str | None = None
-    created_at: float = field(default_factory=now)
-    updated_at: float = field(default_factory=now)
-
-    @property
-    def order(self) -> tuple[float, str]:
-        return (self.submitted_at, self.job_id)
-
-    def member(self, agent: str) -> GangMember | None:
-        return next((m for m in self.members if m.agent == agent), None)
-
-
 class CancelRequest(Struct, tag="cancel", forbid_unknown_fields=True, kw_only=True):
     """Sent on ``<prefix>.control.<agent>``; the record's cancel_requested flag is the durable twin."""
 
     schema: Schema = SCHEMA
     job_id: JobId
     reason: str = "cancelled by user"
-
-
-# -- the codec -----------------------------------------------------------------
-
-_encoder = msgspec.json.Encoder()
-_decoders: dict[object, msgspec.json.Decoder] = {}
-
-
-def encode(msg: object) -> bytes:
-    return _encoder.encode(msg)
-
-
-def decode[T](data: bytes | bytearray | memoryview | str, type_: type[T]) -> T:
-    """Decode ``data`` strictly as ``type_``; raise :class:`BadMessage` with the reason."""
-    if isinstance(data, str):
-        data = data.encode()
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise BadMessage(f"message is {len(data)} bytes, more than the {MAX_MESSAGE_BYTES} allowed")
-    dec = _decoders.get(type_)
-    if dec is None:
-        dec = _decoders[type_] = msgspec.json.Decoder(type_)
-    try:
-        msg = dec.decode(data)
-    except msgspec.ValidationError as exc:
-        raise BadMessage(f"invalid {_name(type_)}: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise BadMessage(f"not valid JSON for {_name(type_)}: {exc}") from None
-    schema = getattr(msg, "schema", SCHEMA)
-    if schema != SCHEMA:
-        raise BadMessage(
-            f"{_name(type_)} has schema {schema}, this build reads schema {SCHEMA}: upgrade the older side"
-        )
-    return msg
-
-
-def _name(type_: object) -> str:
-    return getattr(type_, "__name__", None) or "event"
-
-
-def valid_job_id(job_id: str) -> bool:
-    return bool(_JOB_ID_RE.match(job_id))
-
-
-def check_job_id(job_id: str) -> str:
-    if not valid_job_id(job_id):
-        raise BadMessage(
-            f"job id {job_id!r} is not allowed: use 1-128 letters, digits, '_' or '-', starting with a letter or digit"
-        )
-    return job_id
 
 
 def validate_spec(spec: JobSpec) -> JobSpec:
