@@ -207,3 +207,14 @@ async def test_dpo_paused_mid_run_resumes_on_another_agent_with_the_same_losses(
         assert await asyncio.wait_for(client.pull("paused", "final", second.state_dir / "pulled"), 120)
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(("state", "shown"), [(S.paused, "scheduled"), (S.pausing, "in_progress")])
+def test_llama_stack_status_of_a_paused_job_is_the_closest_one(state, shown):
+    from trl_nats_provider import mapping
+
+    from trl_nats.messages import DatasetRef
+
+    ref = DatasetRef(object="sha256-" + "0" * 64, sha256="0" * 64, rows=1, bytes=2)
+    rec = JobRecord(job_id="p", spec=JobSpec(job_id="p", model="m", dataset=ref), state=state)
+    assert mapping.status_response(rec).status.value == shown
