@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -57,6 +58,15 @@ async def atimed(coro) -> float:
     t = time.perf_counter()
     await coro
     return time.perf_counter() - t
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User+system CPU seconds of this process (all threads) or of ``pid`` (read from /proc)."""
+    if pid is None:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summary(name: str, size: int, seconds: list[float]) -> tuple[str, float]:
@@ -108,14 +118,26 @@ async def run(size: int, rounds: int, work: Path) -> None:
         src = src_dir / "model.safetensors"
         make_file(src, size)
         copy_s, put_s, pull_s = [], [], []
+        cpu = {"copy": [0.0, 0.0], "put": [0.0, 0.0], "pull": [0.0, 0.0]}  # [this process, nats-server]
+
+        def account(what: str, before: tuple[float, float]) -> None:
+            cpu[what][0] += cpu_seconds() - before[0]
+            cpu[what][1] += cpu_seconds(server.proc.pid) - before[1]
+
         for r in range(rounds):
             dst = work / f"copy-{r}.bin"
+            before = (cpu_seconds(), cpu_seconds(server.proc.pid))
             copy_s.append(timed(lambda dst=dst: shutil.copyfile(src, dst)))
+            account("copy", before)
             dst.unlink()
             job = f"bench-{r}"
+            before = (cpu_seconds(), cpu_seconds(server.proc.pid))
             put_s.append(await atimed(store.put(job, src_dir)))
+            account("put", before)
             dest = work / f"pulled-{r}"
+            before = (cpu_seconds(), cpu_seconds(server.proc.pid))
             pull_s.append(await atimed(store.pull(job, "final", dest)))
+            account("pull", before)
             shutil.rmtree(dest)
             await store.delete(job, "final")
         print(f"file {size / MB:,.0f} MB, {rounds} rounds, nats-server {server.url}")
@@ -125,6 +147,10 @@ async def run(size: int, rounds: int, work: Path) -> None:
         print(f"{line}   {put / copy:.2f}x copy")
         line, pull = summary("pull (verified)", size, pull_s)
         print(f"{line}   {pull / copy:.2f}x copy   goal >= 0.33x: {'met' if pull / copy >= 1 / 3 else 'NOT met'}")
+        gb = size * rounds / 1e9
+        for what, (mine, srv) in cpu.items():
+            print(f"CPU per GB, {what:<4}: {mine / gb:5.2f} s this process + {srv / gb:5.2f} s nats-server")
+        print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
         # memory: the same pull at two sizes, each in a fresh process
         small_dir = work / "small" / "final"

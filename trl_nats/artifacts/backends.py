@@ -21,7 +21,9 @@ import base64
 import contextlib
 import hashlib
 import logging
+import queue
 import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -116,39 +118,40 @@ class NatsBackend:
                 f"{self.uri(job_id, name)}: {entry.path} is {info.size} bytes in the store, the manifest says "
                 f"{entry.size}: refusing it"
             )
-        h = hashlib.sha256()
-        with open(dest, "wb") as f:
-            if entry.size == 0:
-                return h.hexdigest()
-            subject = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=self.bucket, obj=info.nuid)
-            js = self.obs._js
-            sub = await js.subscribe(subject, ordered_consumer=True, pending_bytes_limit=PENDING_BYTES)
-            try:
-                got = chunks = 0
-                while chunks < (info.chunks or 0):
-                    try:
-                        msg = await sub.next_msg(timeout=CHUNK_TIMEOUT_S)
-                    except TimeoutError:
-                        raise ArtifactError(
-                            f"{self.uri(job_id, name)}: {entry.path} stalled after {got} of {entry.size} bytes "
-                            "(chunks missing from the store?): pull again to resume"
-                        ) from None
-                    data = msg.data
-                    got += len(data)
-                    chunks += 1
-                    if got > entry.size:
-                        raise TamperedArtifact(
-                            f"{self.uri(job_id, name)}: {entry.path} has more bytes than the manifest's "
-                            f"{entry.size}: refusing it"
-                        )
-                    f.write(data)
-                    h.update(data)
-                    if progress:
-                        progress(len(data))
-            finally:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-        return h.hexdigest()
+        if entry.size == 0:
+            dest.write_bytes(b"")
+            return hashlib.sha256().hexdigest()
+        subject = OBJ_CHUNKS_PRE_TEMPLATE.format(bucket=self.bucket, obj=info.nuid)
+        sub = await self.obs._js.subscribe(subject, ordered_consumer=True, pending_bytes_limit=PENDING_BYTES)
+        writer = _BlockWriter(dest)
+        try:
+            got = chunks = 0
+            while chunks < (info.chunks or 0):
+                try:
+                    msg = await sub.next_msg(timeout=CHUNK_TIMEOUT_S)
+                except TimeoutError:
+                    raise ArtifactError(
+                        f"{self.uri(job_id, name)}: {entry.path} stalled after {got} of {entry.size} bytes "
+                        "(chunks missing from the store?): pull again to resume"
+                    ) from None
+                data = msg.data
+                got += len(data)
+                chunks += 1
+                if got > entry.size:
+                    raise TamperedArtifact(
+                        f"{self.uri(job_id, name)}: {entry.path} has more bytes than the manifest's "
+                        f"{entry.size}: refusing it"
+                    )
+                await writer.put(data)
+                if progress:
+                    progress(len(data))
+        except BaseException:
+            await writer.abort()
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return await writer.close()
 
     async def delete(self, job_id: str, name: str, files: list[str]) -> None:
         # the manifest first: from then on the artifact is incomplete, never half-present
@@ -167,6 +170,55 @@ class NatsBackend:
             if len(parts) == 3 and parts[0] == job_id and parts[2] == MANIFEST_FILE and not info.deleted:
                 out.append(parts[1])
         return out
+
+
+class _BlockWriter:
+    """Writes and hashes received blocks on a thread, so the next chunks arrive while the disk works.
+
+    At most ``depth`` blocks wait for the disk: memory stays bounded whatever the file size.
+    """
+
+    def __init__(self, dest: Path, depth: int = 16) -> None:
+        self.f = open(dest, "wb")  # noqa: SIM115 - closed by the writer thread
+        self.h = hashlib.sha256()
+        self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="trl-nats-pull-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (block := self.q.get()) is not None:
+                if self.error is None:
+                    self.f.write(block)
+                    self.h.update(block)
+        except BaseException as exc:  # the disk is full, say: reported by put/close
+            self.error = exc
+            while self.q.get() is not None:  # keep draining so put never blocks forever
+                pass
+        finally:
+            self.f.close()
+
+    async def put(self, block: bytes | None) -> None:
+        if self.error is not None:
+            raise self.error
+        try:
+            self.q.put_nowait(block)
+        except queue.Full:
+            await asyncio.to_thread(self.q.put, block)
+
+    async def close(self) -> str:
+        await self.put(None)
+        await asyncio.to_thread(self.thread.join)
+        if self.error is not None:
+            raise self.error
+        return self.h.hexdigest()
+
+    async def abort(self) -> None:
+        self.error = self.error or ArtifactError("pull interrupted")
+        with contextlib.suppress(BaseException):
+            await asyncio.to_thread(self.q.put, None)
+            await asyncio.to_thread(self.thread.join)
 
 
 class _CountingReader:
