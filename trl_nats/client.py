@@ -337,11 +337,25 @@ class Client:
         progress: TransferProgress | None = None,
     ) -> PullResult:
         """Download the final model or checkpoint STEP into ``dest``, every file verified; resumes a partial pull."""
-        return await artifact_jobs.pull(self, job_id, checkpoint, Path(dest), progress=progress)
+        return await self._refused_says_so(
+            f"pull {checkpoint} of job {job_id}",
+            artifact_jobs.pull(self, job_id, checkpoint, Path(dest), progress=progress),
+        )
 
     async def prune(self, job_id: str, keep: int = 0) -> list[ArtifactInfo]:
         """Delete all but the newest ``keep`` stored checkpoints (never the final model); returns what went."""
-        return await artifact_jobs.prune(self, job_id, keep)
+        return await self._refused_says_so(f"prune job {job_id}", artifact_jobs.prune(self, job_id, keep))
+
+    async def _refused_says_so(self, what: str, work):
+        """Await ``work``; if the server refused one of its requests, raise PermissionDenied naming ``what``."""
+        seen = len(getattr(self.nc, "trl_violations", ()))
+        try:
+            return await work
+        except Exception as exc:
+            denied = permission_denied(self.nc, what, seen)
+            if denied:
+                raise denied from exc
+            raise
 
     async def _publish_status(self, record: JobRecord, state: JobState, message: str, *, msg_suffix: str) -> None:
         event = StatusEvent(job_id=record.job_id, attempt=record.attempt, state=state, message=message)
