@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import FetchTimeoutError
 
+from trl_nats.artifacts.manifest import NATS_SCHEME
 from trl_nats.messages import (
     AgentRecord,
     Allocation,
@@ -635,9 +636,7 @@ class Agent:
         job.workdir.mkdir(parents=True, exist_ok=True)
         job.output_dir.mkdir(parents=True, exist_ok=True)
         (job.workdir / "spec.json").write_bytes(encode(spec))
-        # A retried multi-node job starts over: each node's checkpoints are its own (no shared
-        # filesystem is assumed), so the nodes could not agree on one to resume from.
-        resume = "never" if job.gang else await self._resume_point(job)
+        resume = await (self._gang_resume_point(job) if job.gang else self._resume_point(job))
         args = ["--spec", str(job.workdir / "spec.json"), "--output", str(job.output_dir), "--resume", resume]
         args += ["--dataset", str(await self._fetch_dataset(spec.dataset, job.workdir / "dataset.jsonl"))]
         if spec.eval_dataset is not None:
@@ -670,6 +669,17 @@ class Agent:
             return "auto"
         line = f"resuming from checkpoint {latest.step} written by {latest.node} ({latest.location})"
         self._emit(job.spec, job.attempt, LogEvent(job_id=job.spec.job_id, attempt=job.attempt, line=line), job)
+        return str(path)
+
+    async def _gang_resume_point(self, job: RunningJob) -> str:
+        """``--resume`` on every node of a multi-node job: the record's latest checkpoint if it is in the object
+        store, which every node can fetch; else "never" (each node's local checkpoints are its own, so the nodes
+        could not agree on one). A node that cannot fetch it fails the attempt rather than start elsewhere."""
+        latest = (await self.store.get(job.spec.job_id)).latest_checkpoint
+        if latest is None or not (latest.location or "").startswith(NATS_SCHEME):
+            return "never"
+        path = await self.checkpoints.fetch(latest.location, latest.sha256, job.output_dir, [])
+        log.info("job %s: node resumes from checkpoint %d (%s)", job.spec.job_id, latest.step, latest.location)
         return str(path)
 
     def _checkpoint_roots(self) -> list[Path]:

@@ -1,0 +1,66 @@
+"""A multi-node job that loses a node resumes on every node from the stored checkpoint, not from step 0.
+
+Real agents on loopback (separate processes and state dirs), real torchrun rendezvous, the no-op
+trainer (it resumes from the step in a checkpoint's completion marker). The node that replaces the
+lost one has nothing of the job on its disk: it fetches the checkpoint from the artifact store.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from conftest import NOOP, agents_up, wait_for
+
+from trl_nats.artifacts import MANIFEST_FILE
+from trl_nats.client import Client
+from trl_nats.messages import JobSpec, JobState, LogEvent, MetricsEvent, Resources, StatusEvent
+
+pytestmark = pytest.mark.integration
+
+ROWS = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(4)]
+STEPS = 200
+
+
+async def test_gang_that_loses_a_node_resumes_on_both_nodes_from_the_stored_checkpoint(settings, start_agent):
+    agents = {name: start_agent(name, slots=1, recipe=NOOP, extra=["--gang-timeout", "8"]) for name in ("n-a", "n-b")}
+    client = await Client.connect(settings)
+    try:
+        await wait_for(lambda: agents_up(client, 2), "both agents to heartbeat")
+        spec = JobSpec(
+            job_id="gang-resume",
+            model="unused",
+            dataset=await client.upload_dataset(ROWS),
+            resources=Resources(nodes=2, gpus_per_node=1),
+            max_attempts=3,
+            labels={"noop.steps": str(STEPS), "noop.step_s": "0.1", "noop.save_every": "5"},
+        )
+        job = await client.submit(spec)
+
+        async def stored():
+            r = await job.status()
+            return r if r.latest_checkpoint and r.latest_checkpoint.location and r.step >= 6 else None
+
+        before = await wait_for(stored, "a stored checkpoint of the gang", 300)
+        assert before.latest_checkpoint.location.startswith("nats://trl_artifacts/gang-resume/checkpoint-")
+        member = next(a.agent for a in before.allocation if a.agent != before.owner)
+        agents[member].stop(signal.SIGKILL)  # a node is lost: the gang stops and the job is retried as one
+        replacement = start_agent("n-c", slots=1, recipe=NOOP, extra=["--gang-timeout", "8"])
+
+        record = await job.wait(timeout=600)
+        assert record.state is JobState.completed, record.error
+        assert record.attempt == 2 and sorted(a.agent for a in record.allocation) == sorted([before.owner, "n-c"])
+        events = [e async for e in job.events()]
+        claims = [e.attempt for e in events if isinstance(e, StatusEvent) and e.state is JobState.in_progress]
+        assert claims == [1, 2]
+        second = [e.step for e in events if isinstance(e, MetricsEvent) and e.attempt == 2]
+        stored_steps = [c.step for c in record.checkpoints if c.location and not c.final and c.step < second[0]]
+        assert second and second[0] - 1 in stored_steps and second[0] > 1, "attempt 2 started over from step 0"
+        assert second == list(range(second[0], STEPS + 1))
+        logs = [e.line for e in events if isinstance(e, LogEvent) and e.attempt == 2]
+        assert any("resuming from" in line for line in logs), logs
+        # the new node had nothing of this job: it fetched the checkpoint, verified, from the object store
+        fetched = replacement.state_dir / "outputs" / "gang-resume" / f"checkpoint-{second[0] - 1}"
+        assert (fetched / MANIFEST_FILE).is_file() and (fetched / "trl_nats_complete.json").is_file()
+    finally:
+        await client.close()
