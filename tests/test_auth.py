@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nkeys
 import pytest
-from conftest import NOOP, AgentProcess
+from support import NOOP, ROWS, AgentProcess, preference_rows
 
 from trl_nats.client import Client
 from trl_nats.messages import JobSpec, JobState
@@ -25,7 +25,6 @@ from trl_nats.subjects import Names
 
 pytestmark = pytest.mark.integration
 
-ROWS = [{"prompt": "p", "chosen": "good", "rejected": "bad"}]
 PASSWORDS = {"provider": "prov-secret", "agent": "agent-secret", "viewer": "view-secret"}
 
 
@@ -76,7 +75,7 @@ async def test_roles_get_exactly_their_permissions(secured, tmp_path):
     try:
         provider = await _wait_connect(_settings(server, "provider"))
         try:
-            ref = await provider.upload_dataset(ROWS)
+            ref = await provider.upload_dataset(preference_rows(1))
             job = await provider.submit(JobSpec(job_id="allowed", model="m", dataset=ref, labels={"noop.save_every": "2"}))  # fmt: skip
             record = await job.wait(timeout=300)
             assert record.state is JobState.completed, record.error
@@ -226,3 +225,101 @@ async def test_mutual_tls_needs_the_ca_and_a_client_certificate(tmp_path):
         await nc.close()
     finally:
         server.stop()
+
+
+# -- operator mode: accounts and JWTs ----------------------------------------------------------
+
+
+@pytest.fixture
+def operator_server(tmp_path: Path):
+    """nats-server in operator mode: an operator, one account with JetStream, a creds file per role."""
+    from operator_jwt import operator_setup
+
+    config, creds = operator_setup(tmp_path / "auth", Names("trl"))
+    server = EmbeddedNats(tmp_path / "nats", config=str(config)).start()
+    try:
+        yield server, creds
+    finally:
+        server.stop()
+
+
+def _creds(server: EmbeddedNats, creds: Path) -> NatsSettings:
+    return NatsSettings(servers=[server.url], creds_file=str(creds), request_timeout=2.0, agent_ttl_s=5.0)
+
+
+async def _refused(client: Client, subject: str, payload: bytes = b"{}") -> str:
+    """Publish ``subject`` with this client's credentials; the server's refusal, as the user would read it."""
+    import asyncio
+
+    from trl_nats.settings import permission_denied
+
+    seen = len(client.nc.trl_violations)
+    await client.nc.publish(subject, payload)
+    await client.nc.flush()
+    for _ in range(50):
+        denied = permission_denied(client.nc, f"publish to {subject}", seen)
+        if denied:
+            return str(denied)
+        await asyncio.sleep(0.05)
+    return ""
+
+
+async def test_operator_mode_creds_give_each_role_exactly_its_permissions(operator_server, tmp_path):
+    server, creds = operator_server
+    env = _env(server, TRL_NATS_CREDS_FILE=str(creds["agent"]))
+    agent = AgentProcess(env, tmp_path / "agent", slots=1, agent_id="a1", extra=["--recipe-override", NOOP])
+    try:
+        provider = await _wait_connect(_creds(server, creds["provider"]))
+        viewer = await Client.connect(_creds(server, creds["viewer"]))
+        agent_client = await Client.connect(_creds(server, creds["agent"]))
+        try:
+            # what each role needs: the provider uploads, submits and cancels; the agent runs the job
+            ref = await provider.upload_dataset(ROWS)
+            record = await (await provider.submit(JobSpec(job_id="ok", model="m", dataset=ref))).wait(timeout=300)
+            assert record.state is JobState.completed and record.allocation[0].agent == "a1", record.error
+            # the viewer reads state, agents and the whole event history
+            assert [r.job_id for r in await viewer.list_jobs()] == ["ok"]
+            assert [a.agent_id for a in await viewer.list_agents()] == ["a1"]
+            assert [e async for e in viewer.job("ok").events()][-1].state is JobState.completed
+
+            # and nothing more, each refusal saying so
+            for who, job_id in ((viewer, "no-viewer"), (agent_client, "no-agent")):
+                with pytest.raises(PermissionDenied, match=rf"refused to submit job {job_id}: .*permissions violation"):
+                    await who.submit(JobSpec(job_id=job_id, model="m", dataset=ref))
+            long = JobSpec(job_id="long", model="m", dataset=ref, labels={"noop.steps": "400", "noop.step_s": "0.1"})
+            await provider.submit(long)
+            with pytest.raises(PermissionDenied, match="refused to cancel job long.*role does not allow it"):
+                await viewer.cancel("long")
+            names = Names("trl")
+            for who, subject in [
+                (viewer, f"$KV.{names.agents_bucket}.fake"),  # a heartbeat
+                (viewer, "trl.events.ok.metrics"),  # a training event
+                (viewer, f"$O.{names.datasets_store}.M.x"),  # a dataset
+                (provider, f"$KV.{names.agents_bucket}.fake"),
+                (provider, "trl.events.ok.metrics"),  # only status events are the provider's
+                (provider, f"$JS.API.STREAM.DELETE.{names.events_stream}"),
+                (agent_client, "trl.jobs.submit.n1g1any"),  # the agent never queues work
+                (agent_client, f"$JS.API.STREAM.DELETE.{names.jobs_stream}"),
+            ]:
+                message = await _refused(who, subject)
+                assert "permissions violation" in message.lower() and "role does not allow it" in message, (
+                    subject,
+                    message,
+                )
+            await provider.cancel("long")
+            assert (await provider.job("long").wait(timeout=300)).state is JobState.cancelled
+        finally:
+            for c in (provider, viewer, agent_client):
+                await c.close()
+    finally:
+        assert agent.stop(signal.SIGTERM) == 0, agent.log()
+    assert "Permissions Violation" not in agent.log(), "the agent role lacks a permission it uses"
+
+
+async def test_operator_mode_refuses_creds_of_an_unknown_account(operator_server, tmp_path):
+    from operator_jwt import operator_setup
+
+    server, _ = operator_server
+    _, strangers = operator_setup(tmp_path / "other", Names("trl"), roles=("viewer",))  # another operator's
+    with pytest.raises(ConnectionError, match="refused the credentials.*creds file"):
+        await Client.connect(_creds(server, strangers["viewer"]))

@@ -82,15 +82,12 @@ async def test_hostile_artifacts_and_paths_are_refused(settings, tmp_path):
 
 def test_ranks_load_no_pickled_code_from_a_checkpoint(tmp_path):
     """The agent's rank environment forces torch.load to weights_only, even where a caller asks for less."""
-    from trl_nats_agent.agent import Agent, AgentConfig, RunningJob
     from trl_nats_agent.capacity import cpu_slots
+    from trl_nats_agent.settings import AgentSettings
+    from trl_nats_agent.workspace import rank_env
 
-    from trl_nats.settings import NatsSettings
-
-    agent = Agent(NatsSettings(), AgentConfig(state_dir=tmp_path, device="cpu", gpus=cpu_slots(1)))
-    job = RunningJob.__new__(RunningJob)
-    job.spec, job.attempt, job.gpus = type("S", (), {"job_id": "j"})(), 1, [0]
-    env = agent._env(job)
+    cfg = AgentSettings(state_dir=tmp_path, device="cpu", gpus=cpu_slots(1))
+    env = rank_env(dict(os.environ), cfg=cfg, job_id="j", attempt=1, gpus=[0], events_socket=None, ifname=None)
     assert env["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] == "1" and env["TRL_NATS_ALLOW_REMOTE_CODE"] == "0"
 
     marker = tmp_path / "pwned"

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import NOOP, agents_up, wait_for
+from support.processes import NOOP
+from support.waiting import agents_up, wait_for
 
 from trl_nats.client import Client
 from trl_nats.messages import JobRecord, JobSpec, JobState, MetricsEvent, Resources, StatusEvent, TrainingParams

@@ -10,7 +10,8 @@ from __future__ import annotations
 import signal
 
 import pytest
-from conftest import NOOP, agents_up, wait_for
+from support.processes import NOOP
+from support.waiting import agents_up, wait_for
 
 from trl_nats.artifacts import MANIFEST_FILE
 from trl_nats.client import Client

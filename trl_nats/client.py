@@ -18,7 +18,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -27,10 +26,8 @@ from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NoKeysError, ObjectNotFoundError
 
-from trl_nats import pausing
-from trl_nats.artifacts import jobs as artifact_jobs
-from trl_nats.artifacts.manifest import ArtifactInfo
-from trl_nats.artifacts.store import PullResult, TransferProgress
+from trl_nats import pausing, retry
+from trl_nats.artifacts.jobs import ArtifactsMixin
 from trl_nats.events import publish_event
 from trl_nats.messages import (
     AgentRecord,
@@ -105,14 +102,14 @@ def encode_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[bytes, int]:
     return (b"\n".join(lines) + b"\n" if lines else b""), len(lines)
 
 
-class Client:
+class Client(ArtifactsMixin):  # artifacts(), pull(), prune(): trl_nats/artifacts/jobs.py
     def __init__(self, nc: NATS, settings: NatsSettings, topo: Topology) -> None:
         self.nc = nc
         self.settings = settings
         self.names = settings.names
         self.topo = topo
         self.js = topo.js
-        self.store = JobStore(topo.jobs)
+        self.store = JobStore(topo.jobs, write_bound_s=settings.write_retry_s)
         self._fleet_cache: tuple[float, list[AgentRecord]] | None = None
 
     @classmethod
@@ -120,7 +117,12 @@ class Client:
         settings = settings or NatsSettings.from_env()
         nc = await connect(settings, name=name)
         try:
-            topo = await ensure_topology(nc.jetstream(timeout=settings.request_timeout), settings)
+            js = nc.jetstream(timeout=settings.request_timeout)
+            topo = await retry.retry_write(
+                lambda: ensure_topology(js, settings),
+                "the JetStream streams and buckets",
+                bound_s=settings.write_retry_s,
+            )
         except BaseException:
             await nc.close()
             raise
@@ -152,7 +154,7 @@ class Client:
                 return DatasetRef(object=name, sha256=digest, rows=count, bytes=len(data))
         except ObjectNotFoundError:
             pass
-        await self.topo.datasets.put(name, data)
+        await retry.obj_put(self.topo.datasets, name, data, what=f"dataset {name}", bound_s=self.settings.write_retry_s)
         return DatasetRef(object=name, sha256=digest, rows=count, bytes=len(data))
 
     async def upload_dataset_file(self, path: str | os.PathLike[str]) -> DatasetRef:
@@ -182,18 +184,38 @@ class Client:
             raise
 
     async def _submit(self, spec: JobSpec) -> Job:
-        record, created = await self.store.create(JobRecord(job_id=spec.job_id, spec=spec))
+        try:
+            record, created = await self.store.create(JobRecord(job_id=spec.job_id, spec=spec))
+        except retry.NotWritten as exc:
+            raise retry.NotWritten(
+                f"the record of job {spec.job_id}",
+                exc.waited_s,
+                exc.cause,
+                "Nothing was queued, so this job will not run. Submitting the same job id again is safe: it never "
+                "starts a second job (and if the record did land after all, `trl-nats jobs` lists it as "
+                "scheduled until you do).",
+            ) from exc
         if not created and record.state is not JobState.scheduled:
             return Job(self, spec.job_id)
         payload = encode(record.spec)
         # Same message id every time: JetStream drops a duplicate within its window.
-        await publish_once(
-            self.js,
-            self.names.submit(record.spec.resources.queue),
-            payload,
-            record.job_id,
-            timeout=self.settings.request_timeout,
-        )
+        try:
+            await publish_once(
+                self.js,
+                self.names.submit(record.spec.resources.queue),
+                payload,
+                record.job_id,
+                timeout=self.settings.request_timeout,
+                bound_s=self.settings.write_retry_s,
+            )
+        except retry.NotWritten as exc:
+            raise retry.NotWritten(
+                f"the queue message of job {spec.job_id}",
+                exc.waited_s,
+                exc.cause,
+                f"Its record exists (scheduled) but no agent runs it until it is queued: submit the same job id "
+                f"({spec.job_id}) again to queue it, once.",
+            ) from exc
         if created:
             await self._publish_status(record, JobState.scheduled, "submitted", msg_suffix="submitted")
         return Job(self, spec.job_id)
@@ -322,40 +344,6 @@ class Client:
         if record.owner:
             await self.nc.publish(self.names.control(record.owner), encode(CancelRequest(job_id=job_id, reason=reason)))
         return record
-
-    # -- artifacts (trl_nats/artifacts) ----------------------------------------
-    async def artifacts(self, job_id: str) -> list[ArtifactInfo]:
-        """The job's stored checkpoints and final model: name, step, URI or path, size, still present."""
-        return await artifact_jobs.job_artifacts(self, job_id)
-
-    async def pull(
-        self,
-        job_id: str,
-        checkpoint: int | str = "final",
-        dest: str | os.PathLike[str] = ".",
-        *,
-        progress: TransferProgress | None = None,
-    ) -> PullResult:
-        """Download the final model or checkpoint STEP into ``dest``, every file verified; resumes a partial pull."""
-        return await self._refused_says_so(
-            f"pull {checkpoint} of job {job_id}",
-            artifact_jobs.pull(self, job_id, checkpoint, Path(dest), progress=progress),
-        )
-
-    async def prune(self, job_id: str, keep: int = 0) -> list[ArtifactInfo]:
-        """Delete all but the newest ``keep`` stored checkpoints (never the final model); returns what went."""
-        return await self._refused_says_so(f"prune job {job_id}", artifact_jobs.prune(self, job_id, keep))
-
-    async def _refused_says_so(self, what: str, work):
-        """Await ``work``; if the server refused one of its requests, raise PermissionDenied naming ``what``."""
-        seen = len(getattr(self.nc, "trl_violations", ()))
-        try:
-            return await work
-        except Exception as exc:
-            denied = permission_denied(self.nc, what, seen)
-            if denied:
-                raise denied from exc
-            raise
 
     async def _publish_status(self, record: JobRecord, state: JobState, message: str, *, msg_suffix: str) -> None:
         event = StatusEvent(job_id=record.job_id, attempt=record.attempt, state=state, message=message)

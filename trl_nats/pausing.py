@@ -16,16 +16,28 @@ The legal moves live in ``trl_nats/store.py``; the agent's half in ``trl_nats_ag
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+from nats.js import JetStreamContext
 
 from trl_nats.messages import JobRecord, JobState, encode
 from trl_nats.publishing import publish_once
-from trl_nats.store import IllegalTransition
-
-if TYPE_CHECKING:
-    from trl_nats.client import Client
+from trl_nats.settings import NatsSettings
+from trl_nats.store import IllegalTransition, JobStore
+from trl_nats.subjects import Names
 
 S = JobState
+
+
+class Client(Protocol):
+    """What pausing needs of ``trl_nats.client.Client`` (which calls these functions)."""
+
+    store: JobStore
+    js: JetStreamContext
+    names: Names
+    settings: NatsSettings
+
+    async def _publish_status(self, record: JobRecord, state: JobState, message: str, *, msg_suffix: str) -> None: ...
 
 
 class CannotPause(ValueError):
@@ -87,48 +99,3 @@ async def resume(client: Client, job_id: str) -> JobRecord:
 
 def _suffix(what: str) -> str:
     return f"{what}-{uuid.uuid4().hex[:12]}"  # each pause/resume is its own event (ids must not repeat)
-
-
-# -- the CLI: `trl-nats pause JOB` and `trl-nats resume JOB` (added to trl_nats.cli's parser) ------------
-
-
-def add_parsers(command) -> None:
-    p = command("pause", "pause a job: a running one saves a checkpoint at its next step and frees its GPUs")
-    p.add_argument("job_id")
-    p.add_argument("--wait", action="store_true", help="wait until it is paused")
-    r = command("resume", "queue a paused job again; any agent continues it from its checkpoint")
-    r.add_argument("job_id")
-
-
-async def cmd_pause(client: Client, args) -> int:
-    import anyio
-
-    record = await client.job(args.job_id).pause()
-    if args.wait and record.state is S.pausing:
-        with anyio.fail_after(3600):
-            while record.state is S.pausing:
-                await anyio.sleep(0.5)
-                record = await client.job(args.job_id).status()
-    if args.json:
-        print(encode(record).decode())
-    elif record.state is S.pausing:
-        print(f"{record.job_id}: pausing; agent {record.owner} saves a checkpoint at the next step, then stops")
-    else:
-        ckpt = record.latest_checkpoint
-        at = f" at step {ckpt.step} ({ckpt.location})" if ckpt and ckpt.location else ""
-        print(f"{record.job_id}: {record.state.value}{at}")
-    return 0
-
-
-async def cmd_resume(client: Client, args) -> int:
-    record = await client.job(args.job_id).resume()
-    if args.json:
-        print(encode(record).decode())
-    else:
-        ckpt = record.latest_checkpoint
-        at = f"from step {ckpt.step}" if ckpt and ckpt.location else "from the start"
-        print(f"{record.job_id}: queued again in {record.spec.resources.queue}; continues {at}")
-    return 0
-
-
-COMMANDS = {"pause": cmd_pause, "resume": cmd_resume}

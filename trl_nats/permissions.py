@@ -111,6 +111,15 @@ def role_permissions(names: Names) -> dict[str, dict[str, list[str]]]:
     }
 
 
+def jwt_permissions(names: Names, role: str) -> dict[str, dict[str, list[str]]]:
+    """``role``'s permissions in the shape of a NATS user JWT's claims (``nats.pub`` / ``nats.sub``), for
+    operator mode: the same least privilege as :func:`server_config` grants, signed into each user's creds."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    perms = role_permissions(names)[role]
+    return {"pub": {"allow": list(perms["publish"])}, "sub": {"allow": list(perms["subscribe"])}}
+
+
 def _q(value: str) -> str:
     return json.dumps(value)
 

@@ -41,7 +41,15 @@ class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # JetStream object replication; 1 for a single server, 3 for a cluster
     replicas: int = 1
     events_max_age_s: float = 30 * 24 * 3600.0
+    # An agent's heartbeat expires after this. It must outlast a cluster election (about 5 s here,
+    # docs/faults.md) plus a heartbeat interval plus noticing a frozen server (ping_interval_s x 2)
     agent_ttl_s: float = 15.0
+    # How often the client pings its server: a frozen (SIGSTOPped, partitioned) server keeps its TCP
+    # socket open, so only unanswered pings (2 in a row) make the client move to another node
+    ping_interval_s: float = 3.0
+    # How long a client's write (submit, cancel, upload) retries through an election before it fails
+    # saying what was not written (trl_nats/retry.py); agents keep their own, longer, patience
+    write_retry_s: float = 60.0
     # a claimed job's message is redelivered this long after its agent stops keeping it alive
     ack_wait_s: float = 30.0
     # JetStream's safety net on redeliveries (the job's max_attempts decides retries); then an advisory
@@ -99,6 +107,8 @@ async def connect(settings: NatsSettings, *, name: str | None = None, **extra: A
         connect_timeout=settings.connect_timeout,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
+        ping_interval=settings.ping_interval_s,
+        max_outstanding_pings=2,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,

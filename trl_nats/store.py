@@ -15,6 +15,7 @@ import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
+from trl_nats import retry
 from trl_nats.messages import Allocation, JobRecord, JobState, check_job_id, decode, encode, now
 
 log = logging.getLogger(__name__)
@@ -70,14 +71,17 @@ class LostClaim(RuntimeError):
 
 
 class JobStore:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, *, write_bound_s: float = retry.WRITE_BOUND_S) -> None:
         self.kv = kv
+        self.write_bound_s = write_bound_s  # how long a write rides out an election (trl_nats/retry.py)
 
     async def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
         """Store a new record; if the id exists already, return the existing one and False."""
         check_job_id(record.job_id)
         try:
-            await self.kv.create(record.job_id, encode(record))
+            await retry.kv_create(
+                self.kv, record.job_id, encode(record), what=f"job record {record.job_id}", bound_s=self.write_bound_s
+            )
             return record, True
         except KeyWrongLastSequenceError:
             return await self.get(record.job_id), False
@@ -128,7 +132,11 @@ class JobStore:
         Timestamps are set here, so every writer sets them the same way.
         """
         for _ in range(retries):
-            record, revision = await self.get_with_revision(job_id)
+            record, revision = await retry.retry_write(
+                lambda: self.get_with_revision(job_id),
+                f"job {job_id} -> {to.value} (reading it first)",
+                bound_s=self.write_bound_s,
+            )
             if owner is not _UNSET and (record.owner != owner or (attempt is not None and record.attempt != attempt)):
                 raise LostClaim(record, owner if isinstance(owner, str) else None, attempt)
             if to is S.in_progress and record.state is S.pausing:
@@ -144,7 +152,14 @@ class JobStore:
                 fields.setdefault("finished_at", t)
             new = msgspec.structs.replace(record, state=to, **fields)
             try:
-                await self.kv.update(job_id, encode(new), last=revision)
+                await retry.kv_update(
+                    self.kv,
+                    job_id,
+                    encode(new),
+                    revision,
+                    what=f"job {job_id} -> {to.value}",
+                    bound_s=self.write_bound_s,
+                )
                 return new
             except KeyWrongLastSequenceError:
                 continue  # someone else wrote between our read and write: re-read and re-decide

@@ -36,16 +36,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from llama_stack_api import (
-    Checkpoint,
-    DPOAlignmentConfig,
-    JobStatus,
-    LoraFinetuningConfig,
-    PostTrainingJobArtifactsResponse,
-    PostTrainingJobStatusResponse,
-    PostTrainingMetric,
-    TrainingConfig,
-)
 
 from trl_nats.messages import (
     BadMessage,
@@ -62,6 +52,17 @@ from trl_nats.messages import (
 from trl_nats.messages import Checkpoint as JobCheckpoint
 from trl_nats_provider.config import TrlNatsPostTrainingConfig
 from trl_nats_provider.errors import InvalidTrainingRequest
+from trl_nats_provider.host import models
+
+# the host's own types on 0.6.1, trl_nats_provider.api_models (the same shapes) on 0.7.x and OGX
+Checkpoint = models.Checkpoint
+DPOAlignmentConfig = models.DPOAlignmentConfig
+JobStatus = models.JobStatus
+LoraFinetuningConfig = models.LoraFinetuningConfig
+PostTrainingJobArtifactsResponse = models.PostTrainingJobArtifactsResponse
+PostTrainingJobStatusResponse = models.PostTrainingJobStatusResponse
+PostTrainingMetric = models.PostTrainingMetric
+TrainingConfig = models.TrainingConfig
 
 # Llama Stack's dtype spellings (and torch's) to the recipe's
 DTYPES = {

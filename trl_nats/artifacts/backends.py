@@ -32,6 +32,7 @@ from nats.js.api import ObjectMeta, ObjectMetaOptions
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 from nats.js.object_store import OBJ_CHUNKS_PRE_TEMPLATE, ObjectStore
 
+from trl_nats import retry
 from trl_nats.artifacts.manifest import (
     BLOCK,
     MANIFEST_FILE,
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]  # called with the bytes just moved
 CHUNK_BYTES = 1 << 20  # put with 1 MiB chunks: ~4x the throughput of nats-py's 128 KiB default
-PUT_ATTEMPTS = 4
 CHUNK_TIMEOUT_S = 30.0
 PENDING_BYTES = 64 << 20  # chunks buffered ahead of the disk at most (flow control keeps it far lower)
 
@@ -74,27 +74,27 @@ class NatsBackend:
 
     async def put_file(self, job_id: str, name: str, rel: str, path: Path, progress: Progress | None) -> ManifestFile:
         obj = self._object(job_id, name, rel)
-        for attempt in range(1, PUT_ATTEMPTS + 1):
-            try:
-                with open(path, "rb") as f:
-                    reader = _CountingReader(f, progress)
-                    meta = ObjectMeta(name=obj, options=ObjectMetaOptions(max_chunk_size=self.chunk))
-                    info = await self.obs.put(obj, reader, meta=meta)
-                sha = _digest_hex(info.digest)
-                if sha is None:
-                    raise ArtifactError(f"object store returned no digest for {obj}")
-                return ManifestFile(path=rel, size=info.size or 0, sha256=sha)
-            except (ArtifactError, OSError):
-                raise
-            except Exception as exc:  # a broker restart mid-upload: nats-py purged the partial chunks
-                if attempt == PUT_ATTEMPTS:
-                    raise ArtifactError(f"upload of {obj} to {self.bucket} failed: {exc}") from exc
-                log.info("upload of %s failed (%s); retrying", obj, exc)
-                await asyncio.sleep(attempt)
-        raise AssertionError("unreachable")
+        meta = ObjectMeta(name=obj, options=ObjectMetaOptions(max_chunk_size=self.chunk))
+        try:  # an election or a broker restart mid-upload: the whole put is retried (trl_nats.retry)
+            with open(path, "rb") as f:
+                info = await retry.obj_put(
+                    self.obs, obj, _CountingReader(f, progress), meta=meta, what=f"artifact {obj}"
+                )
+        except OSError:
+            raise
+        except Exception as exc:
+            raise ArtifactError(f"upload of {obj} to {self.bucket} failed: {exc}") from exc
+        sha = _digest_hex(info.digest)
+        if sha is None:
+            raise ArtifactError(f"object store returned no digest for {obj}")
+        return ManifestFile(path=rel, size=info.size or 0, sha256=sha)
 
     async def put_manifest(self, job_id: str, name: str, data: bytes) -> None:
-        await self.obs.put(self._object(job_id, name, MANIFEST_FILE), data)
+        obj = self._object(job_id, name, MANIFEST_FILE)
+        try:
+            await retry.obj_put(self.obs, obj, data, what=f"manifest {obj}")
+        except Exception as exc:
+            raise ArtifactError(f"upload of {obj} to {self.bucket} failed: {exc}") from exc
 
     async def read_manifest(self, job_id: str, name: str) -> bytes | None:
         try:
@@ -227,6 +227,9 @@ class _CountingReader:
     def __init__(self, f, progress: Progress | None) -> None:
         self.f = f
         self.progress = progress
+
+    def seek(self, offset: int) -> int:  # a retried put starts the file again
+        return self.f.seek(offset)
 
     def readinto(self, buf) -> int:
         n = self.f.readinto(buf)

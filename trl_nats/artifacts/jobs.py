@@ -8,8 +8,13 @@ directory store. The ``Client`` methods ``artifacts``, ``pull`` and ``prune`` ca
 
 from __future__ import annotations
 
+import os
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 
 from trl_nats.artifacts.manifest import (
     FINAL,
@@ -21,9 +26,18 @@ from trl_nats.artifacts.manifest import (
 )
 from trl_nats.artifacts.store import ArtifactStore, PullResult, TransferProgress
 from trl_nats.messages import Checkpoint, JobRecord
+from trl_nats.settings import permission_denied
+from trl_nats.store import JobStore
+from trl_nats.topology import Topology
 
-if TYPE_CHECKING:
-    from trl_nats.client import Client
+
+class Client(Protocol):
+    """What these functions need of ``trl_nats.client.Client`` (which calls them)."""
+
+    nc: NATS
+    js: JetStreamContext
+    topo: Topology
+    store: JobStore
 
 
 def name_of(ckpt: Checkpoint) -> str:
@@ -120,3 +134,39 @@ async def prune(client: Client, job_id: str, keep: int = 1) -> list[ArtifactInfo
         await store.delete(job, art)
         removed.append(info)
     return removed
+
+
+class ArtifactsMixin:
+    """``Client.artifacts``, ``Client.pull`` and ``Client.prune`` (``trl_nats.client.Client`` mixes this in)."""
+
+    async def artifacts(self: Client, job_id: str) -> list[ArtifactInfo]:
+        """The job's stored checkpoints and final model: name, step, URI or path, size, still present."""
+        return await job_artifacts(self, job_id)
+
+    async def pull(
+        self: Client,
+        job_id: str,
+        checkpoint: int | str = "final",
+        dest: str | os.PathLike[str] = ".",
+        *,
+        progress: TransferProgress | None = None,
+    ) -> PullResult:
+        """Download the final model or checkpoint STEP into ``dest``, every file verified; resumes a partial pull."""
+        work = pull(self, job_id, checkpoint, Path(dest), progress=progress)
+        return await _refused_says_so(self, f"pull {checkpoint} of job {job_id}", work)
+
+    async def prune(self: Client, job_id: str, keep: int = 0) -> list[ArtifactInfo]:
+        """Delete all but the newest ``keep`` stored checkpoints (never the final model); returns what went."""
+        return await _refused_says_so(self, f"prune job {job_id}", prune(self, job_id, keep))
+
+
+async def _refused_says_so[T](client: Client, what: str, work: Awaitable[T]) -> T:
+    """Await ``work``; if the server refused one of its requests, raise PermissionDenied naming ``what``."""
+    seen = len(getattr(client.nc, "trl_violations", ()))
+    try:
+        return await work
+    except Exception as exc:
+        denied = permission_denied(client.nc, what, seen)
+        if denied:
+            raise denied from exc
+        raise

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from trl_nats import pausing
+from trl_nats import serve
 from trl_nats.artifacts import cli as artifacts_cli
+from trl_nats.cli import pause as pause_cli
 from trl_nats.messages import DPO_LOSS_TYPES, DTYPES, JobKind
 from trl_nats.settings import add_connection_args
 
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     up.add_argument("--slots", type=int, default=2, help="CPU mode: training processes the agent offers")
     up.add_argument("--no-agent", action="store_true")
+    up.add_argument(
+        "--cluster", type=int, metavar="N", help="run N nats-server nodes as one JetStream cluster (R3 streams)"
+    )
 
     d = sub.add_parser("demo", help="train a tiny model end to end on this machine (embedded stack)")
     d.add_argument("--state-dir", default=".state/demo-nats")
@@ -69,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl = command("plot", "draw a job's loss, reward margin and accuracy curves to a PNG (needs trl-nats[plot])")
     pl.add_argument("job_id")
     pl.add_argument("-o", "--output", help="PNG path (default <job>.png)")
+    serve.add_parser(sub)
     artifacts_cli.add_parsers(command)
-    pausing.add_parsers(command)
+    pause_cli.add_parsers(command)
     return p

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from trl_nats.cli.jobs import CliError, cmd_submit, run_with, shipped_dataset
 from trl_nats.messages import JobKind
-from trl_nats.server import EmbeddedNats
+from trl_nats.server import EmbeddedNats, LocalCluster
 
 AGENT_PACKAGE = "trl_nats_agent"
 
@@ -30,13 +30,8 @@ def agent_available() -> bool:
 
 
 def tiny_model_module() -> str:
-    """The agent's tiny-model builder: ``trl_nats_agent.testing.tiny``, or ``trl_nats_agent.tiny`` where older."""
-    spec = importlib.util.find_spec(AGENT_PACKAGE)
-    locations = (spec.submodule_search_locations or []) if spec else []
-    for where in locations:
-        if (Path(where) / "testing" / "tiny.py").is_file():
-            return f"{AGENT_PACKAGE}.testing.tiny"
-    return f"{AGENT_PACKAGE}.tiny"
+    """The agent's tiny-model builder, run as a program."""
+    return f"{AGENT_PACKAGE}.testing.tiny"
 
 
 def build_tiny_model(out: Path, dataset: Path) -> None:
@@ -63,7 +58,11 @@ def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
 
 def run_up(args) -> int:
     state = Path(args.state_dir).resolve()
-    server = EmbeddedNats(state / "nats", host=args.host, port=args.port).start()
+    if args.cluster:  # N nodes, every stream, bucket and object store replicated (at most 3 times)
+        server = LocalCluster(state / "nats", args.cluster, host=args.host).start()
+        os.environ["TRL_NATS_REPLICAS"] = str(min(args.cluster, 3))
+    else:
+        server = EmbeddedNats(state / "nats", host=args.host, port=args.port).start()
     procs: list[subprocess.Popen] = []
     print(f"nats-server {server.url} (JetStream store {state / 'nats'})", flush=True)
     try:
@@ -72,7 +71,8 @@ def run_up(args) -> int:
                 raise CliError("the agent package is not installed here: pip install ./agents (or use --no-agent)")
             procs.append(agent_process(state / "agent", args.device, args.slots, server.url))
             print(f"agent started ({args.device}, state {state / 'agent'})", flush=True)
-        print(f"export TRL_NATS_SERVERS={server.url}   # then: trl-nats submit / jobs / watch / agents", flush=True)
+        replicas = f" TRL_NATS_REPLICAS={os.environ['TRL_NATS_REPLICAS']}" if args.cluster else ""
+        print(f"export TRL_NATS_SERVERS={server.url}{replicas}   # then: trl-nats submit / jobs / agents", flush=True)
         stop = {"flag": False}
 
         def on_signal(*_: object) -> None:

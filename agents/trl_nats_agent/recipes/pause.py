@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,6 @@ class PauseCallback(TrainerCallback):
 
 def watch(recipe: Any) -> PauseCallback:
     """Add the pause callback to ``recipe.trainer`` (after ``setup()``); its ``paused`` says how train() ended."""
-    callback = PauseCallback(recipe.args.output, recipe.events, is_main=recipe.dist.is_main)
+    callback = PauseCallback(recipe.args.output, recipe.events, is_main=int(os.environ.get("RANK", "0")) == 0)
     recipe.trainer.add_callback(callback)
     return callback
