@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import anyio
-import msgspec
 from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NoKeysError, ObjectNotFoundError
@@ -29,6 +28,7 @@ from nats.js.errors import NoKeysError, ObjectNotFoundError
 from trl_nats import pausing, retry
 from trl_nats.artifacts.jobs import ArtifactsMixin
 from trl_nats.events import publish_event
+from trl_nats.fleet import FLEET_CACHE_S, Unschedulable, unschedulable_reason
 from trl_nats.messages import (
     AgentRecord,
     BadMessage,
@@ -39,67 +39,24 @@ from trl_nats.messages import (
     JobRecord,
     JobSpec,
     JobState,
-    Resources,
     StatusEvent,
     decode,
     encode,
     validate_spec,
 )
 from trl_nats.publishing import publish_once
+from trl_nats.rows import encode_rows
 from trl_nats.settings import NatsSettings, connect, permission_denied
 from trl_nats.store import IllegalTransition, JobNotFound, JobStore
 from trl_nats.topology import Topology, ensure_topology
 
 log = logging.getLogger(__name__)
 
-_row_encoder = msgspec.json.Encoder(order="sorted")
-FLEET_CACHE_S = 2.0  # how stale the fleet may be when checking that a new job fits some agent
-
 
 class JobAlreadyFinished(ValueError):
     def __init__(self, record: JobRecord) -> None:
         super().__init__(f"job {record.job_id} already ended as {record.state.value}: there is nothing to cancel")
         self.record = record
-
-
-class Unschedulable(ValueError):
-    """No agent in the fleet could ever run the job as asked; ``str()`` says what the fleet has."""
-
-
-def hosts_for(resources: Resources, agents: list[AgentRecord]) -> list[AgentRecord]:
-    """The agents that could host one node of a job needing ``resources`` (when idle).
-
-    An agent advertises every single-node pool it serves; serving the job's node pool means
-    enough GPUs of the right type, so routing and this check can never disagree.
-    """
-    return [a for a in agents if resources.node_pool in a.pools]
-
-
-def unschedulable_reason(resources: Resources, agents: list[AgentRecord]) -> str | None:
-    """Why no agent in ``agents`` could ever run the job, or None if some could (or none is up to ask)."""
-    if not agents:
-        return None
-    hosts = hosts_for(resources, agents)
-    if len(hosts) >= resources.nodes:
-        return None
-    gtype = resources.gpu_type or "any type"
-    need = f"{resources.nodes} node(s) with {resources.gpus_per_node} GPU(s) of {gtype} each"
-    fleet = ", ".join(f"{a.agent_id} ({len(a.gpus)}x {a.gpus[0].name if a.gpus else '-'})" for a in agents[:8]) + (
-        f" and {len(agents) - 8} more" if len(agents) > 8 else ""
-    )
-    return (
-        f"no agent in the fleet can run this job: it needs {need} (pool {resources.pool}), "
-        f"and only {len(hosts)} of the {len(agents)} agent(s) up could host one node: {fleet}. "
-        "Ask for fewer GPUs per node or fewer nodes, or start agents that fit."
-    )
-
-
-def encode_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[bytes, int]:
-    """Rows as canonical JSON lines (sorted keys), so equal data has one content address."""
-    lines = []
-    for row in rows:
-        lines.append(_row_encoder.encode(row))
-    return (b"\n".join(lines) + b"\n" if lines else b""), len(lines)
 
 
 class Client(ArtifactsMixin):  # artifacts(), pull(), prune(): trl_nats/artifacts/jobs.py
