@@ -38,10 +38,10 @@ from nats.js.errors import NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
 from trl_nats import retry
+from trl_nats_agent.recipes.contract import COMPLETE_MARKER  # written by the recipe once every rank saved
 
 log = logging.getLogger(__name__)
 
-COMPLETE_MARKER = "trl_nats_complete.json"  # written by recipes/common.py once every rank saved
 OBJECT_SCHEME = "nats-obj://"
 CHUNK_BYTES = 512 * 1024  # well under nats-server's default max_payload of 1 MiB
 DEFAULT_MAX_BYTES = 2 << 30
