@@ -26,10 +26,10 @@ from nats.js.object_store import ObjectStore
 
 from trl_nats.artifacts import FINAL, ArtifactError, ArtifactStore
 from trl_nats.artifacts.manifest import NATS_SCHEME, parse_nats_uri
+from trl_nats_agent.recipes.contract import COMPLETE_MARKER  # written by the recipe once every rank saved
 
 log = logging.getLogger(__name__)
 
-COMPLETE_MARKER = "trl_nats_complete.json"  # written by recipes/common.py once every rank saved
 DEFAULT_MAX_BYTES = 2 << 30
 
 
