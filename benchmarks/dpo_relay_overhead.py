@@ -86,7 +86,7 @@ def bench_dpo_overhead(settings: NatsSettings, state: Path, steps: int, rounds: 
     work = Path(tempfile.mkdtemp(dir=state, prefix="dpo-overhead-"))
     model = work / "tiny-model"
     subprocess.run(
-        [sys.executable, "-m", "trl_nats_agent.tiny", str(model), "--dataset", str(DATA)],
+        [sys.executable, "-m", "trl_nats_agent.testing.tiny", str(model), "--dataset", str(DATA)],
         check=True,
         stdout=subprocess.DEVNULL,
     )

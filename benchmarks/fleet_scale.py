@@ -44,8 +44,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run_worker(args: argparse.Namespace) -> None:
-    from trl_nats_agent.agent import INLINE_NOOP, Agent, AgentConfig
+    from trl_nats_agent.agent import Agent
     from trl_nats_agent.capacity import cpu_slots
+    from trl_nats_agent.settings import INLINE_NOOP, AgentSettings
 
     from trl_nats.settings import NatsSettings
 
@@ -53,7 +54,7 @@ async def run_worker(args: argparse.Namespace) -> None:
     agents = [
         Agent(
             settings,
-            AgentConfig(
+            AgentSettings(
                 state_dir=Path(args.state) / f"{args.name}-{i}",
                 device="cpu",
                 gpus=cpu_slots(1),

@@ -8,7 +8,7 @@ see each call. Bring up the parts (three terminals, or add ``&``):
     trl-nats up --state-dir .state/up --port 4222
 
     # 2. a model the agent can load; here a tiny one built locally
-    python -m trl_nats_agent.tiny .state/tiny-model --dataset trl_nats/data/preferences.jsonl
+    python -m trl_nats_agent.testing.tiny .state/tiny-model --dataset trl_nats/data/preferences.jsonl
 
     # 3. Llama Stack with the provider (datasetio inline::localfs + post_training remote::trl_nats)
     TRL_NATS_SERVERS=nats://127.0.0.1:4222 TRL_NATS_STACK_DIR=.state/stack \\

@@ -11,14 +11,12 @@ import json
 
 import nats
 import pytest
-from conftest import NOOP, agents_up, processes_matching, wait_for
+from support import NOOP, ROWS, agents_up, processes_matching, wait_for
 
 from trl_nats.client import Client
 from trl_nats.messages import JobSpec, JobState, MetricsEvent, Resources, StatusEvent, encode
 
 pytestmark = pytest.mark.integration
-
-ROWS = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(4)]
 
 
 async def _submit(client: Client, job_id: str, gpus: int = 1, **labels: str):

@@ -23,6 +23,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from llama_stack_client import LlamaStackClient
+from support import GUARD_S, NOOP, REPO, preference_rows
 from trl_nats_provider.embedded import EmbeddedStack
 
 from trl_nats.client import Client
@@ -31,11 +32,8 @@ from trl_nats.settings import NatsSettings
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "bad-inputs.md"
-NOOP = "trl_nats_agent.recipes.noop"
-ROWS = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(8)]
-GUARD_S = 600.0
+EIGHT_ROWS = preference_rows(8)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +88,7 @@ class Table:
 def llama_stack_cases(stack: EmbeddedStack, table: Table) -> None:
     client = LlamaStackClient(base_url=stack.url, max_retries=0, timeout=120)
     client.beta.datasets.register(
-        dataset_id="bad-prefs", purpose="post-training/messages", source={"type": "rows", "rows": ROWS}
+        dataset_id="bad-prefs", purpose="post-training/messages", source={"type": "rows", "rows": EIGHT_ROWS}
     )
     model = str(stack.state_dir / "models" / "tiny")
 
@@ -153,7 +151,7 @@ def cli_cases(stack: EmbeddedStack, table: Table, tmp: Path) -> None:
     env = dict(stack.env(), PYTHONPATH=os.environ.get("PYTHONPATH", ""))
     model = str(stack.state_dir / "models" / "tiny")
     good = tmp / "good.jsonl"
-    good.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    good.write_text("".join(json.dumps(r) + "\n" for r in EIGHT_ROWS))
     (tmp / "notjson.jsonl").write_text("{this is not json\n")
     (tmp / "nochosen.jsonl").write_text(json.dumps({"prompt": "p", "rejected": "r"}) + "\n")
     ref = {"object": "sha256-" + "0" * 64, "sha256": "0" * 64, "rows": 1, "bytes": 1}
@@ -187,7 +185,7 @@ def cli_cases(stack: EmbeddedStack, table: Table, tmp: Path) -> None:
 async def nats_cases(stack: EmbeddedStack, table: Table, client: Client) -> None:
     agent_log = stack.agent.log_path
     subject = client.names.submit("n1g1any")
-    ref = await client.upload_dataset(ROWS)
+    ref = await client.upload_dataset(EIGHT_ROWS)
     model = str(stack.state_dir / "models" / "tiny")
     base = msgspec.to_builtins(JobSpec(job_id="raw", model=model, dataset=ref))
 
@@ -350,7 +348,7 @@ async def test_llama_stack_restarted_while_a_job_runs_still_reports_it(stack):
         return client.get("/v1alpha/post-training/jobs/ls-restart/status", cast_to=object)
 
     async with await Client.connect(NatsSettings(servers=[stack.nats_url])) as nats_client:
-        ref = await nats_client.upload_dataset(ROWS)
+        ref = await nats_client.upload_dataset(EIGHT_ROWS)
         spec = JobSpec(
             job_id="ls-restart",
             model=str(stack.state_dir / "models" / "tiny"),

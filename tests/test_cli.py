@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import NOOP
+from support import NOOP
 
 pytestmark = pytest.mark.integration
 

@@ -17,14 +17,13 @@ import jsonschema
 import nats
 import pytest
 import yaml
-from conftest import NOOP
+from support import NOOP, REPO
 
 from trl_nats.client import Client
 from trl_nats.messages import JobSpec, JobState, Resources
 from trl_nats.server import EmbeddedNats
 from trl_nats.settings import NatsSettings
 
-REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "compose.yaml"
 SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
 NATS_CONF = REPO / "deploy" / "nats" / "nats-server.conf"

@@ -12,14 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from support import SHIPPED
 
 from trl_nats.client import Client
 from trl_nats.messages import CheckpointEvent, JobSpec, JobState, MetricsEvent, Resources, TrainingParams
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parent.parent
-SHIPPED = REPO / "trl_nats" / "data" / "preferences.jsonl"
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:

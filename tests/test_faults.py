@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
-from pathlib import Path
 
 import pytest
-from conftest import NOOP, processes_matching
+from support import NOOP, ROWS, SHIPPED, processes_matching, wait_through_restarts
 
 from trl_nats.client import Client
 from trl_nats.messages import (
@@ -29,15 +27,9 @@ from trl_nats.messages import (
     TrainingParams,
 )
 from trl_nats.settings import NatsSettings
-from trl_nats.store import JobNotFound
 from trl_nats.topology import ensure_pool_consumer
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parent.parent
-SHIPPED = REPO / "trl_nats" / "data" / "preferences.jsonl"
-ROWS = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(4)]
-GUARD_S = 600.0  # hang guard for a whole job on a busy 2-core machine
 
 
 @pytest.fixture
@@ -45,29 +37,12 @@ def settings(nats_server) -> NatsSettings:
     return NatsSettings(servers=[nats_server.url], agent_ttl_s=5.0, ack_wait_s=10.0)
 
 
-async def wait_for(predicate, what: str, timeout: float = GUARD_S, every: float = 0.3):
-    """Poll ``predicate`` until truthy; errors while the broker restarts count as "not yet"."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = await predicate()
-            if value:
-                return value
-        except (JobNotFound, AssertionError):
-            raise
-        except Exception as exc:
-            last_exc = exc
-        await asyncio.sleep(every)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last_exc})")
-
-
 async def finished(client: Client, job_id: str) -> JobRecord:
     async def done():
         record = await client.store.get(job_id)
         return record if record.state.terminal else None
 
-    return await wait_for(done, f"{job_id} to finish")
+    return await wait_through_restarts(done, f"{job_id} to finish")
 
 
 async def history(client: Client, job_id: str) -> list:
@@ -130,14 +105,16 @@ async def test_sigkilled_agent_job_resumes_on_another_agent_from_the_nats_checkp
             record = await job.status()
             return record if record.latest_checkpoint else None
 
-        before = await wait_for(stored_checkpoint, "a stored checkpoint")
+        before = await wait_through_restarts(stored_checkpoint, "a stored checkpoint")
         first.stop(signal.SIGKILL)
         ckpt = before.latest_checkpoint
-        assert ckpt.location.startswith("nats-obj://trl_artifacts/checkpoints/resumable/") and ckpt.sha256
+        assert ckpt.location.startswith("nats://trl_artifacts/resumable/checkpoint-") and ckpt.sha256
         assert before.step < steps, "the job finished before the kill: make it longer"
 
         # the agent's torchrun and both ranks die with it (PDEATHSIG on torchrun, and on each rank)
-        await wait_for(lambda: _none_left(str(first.state_dir)), "the first agent's training processes to die", 30)
+        await wait_through_restarts(
+            lambda: _none_left(str(first.state_dir)), "the first agent's training processes to die", 30
+        )
 
         second = start_agent("second", slots=2, extra=["--checkpoint-store", "nats"])
         record = await finished(client, "resumable")
@@ -185,7 +162,7 @@ async def test_stale_owner_can_neither_write_nor_ack_after_losing_its_claim(sett
             r = await job.status()
             return r.state is JobState.in_progress and r.step > 0
 
-        await wait_for(running, "the job to run")
+        await wait_through_restarts(running, "the job to run")
         # another agent takes the claim over (as after a network partition): owner and attempt move on
         stolen = await client.store.transition(
             "stolen",
@@ -194,7 +171,9 @@ async def test_stale_owner_can_neither_write_nor_ack_after_losing_its_claim(sett
             attempt=1,
             change=lambda r: {"owner": "thief", "attempt": 2, "runs": r.runs + 1},
         )
-        await wait_for(lambda: _none_left(str(agent.state_dir / "jobs" / "stolen")), "the stale run to stop", 60)
+        await wait_through_restarts(
+            lambda: _none_left(str(agent.state_dir / "jobs" / "stolen")), "the stale run to stop", 60
+        )
         await asyncio.sleep(1.0)
         record, _ = await client.store.get_with_revision("stolen")
         assert record.owner == "thief" and record.attempt == 2 and record.state is JobState.in_progress
@@ -268,7 +247,7 @@ async def test_broker_sigkilled_and_restarted_mid_job(settings, start_agent, nat
             record = await job.status()
             return record.latest_checkpoint is not None
 
-        await wait_for(one_checkpoint, "the first stored checkpoint")
+        await wait_through_restarts(one_checkpoint, "the first stored checkpoint")
         nats_server.restart(kill=True)  # SIGKILL; file storage; same port
         record = await finished(client, "survivor")
         assert record.state is JobState.completed, record.error

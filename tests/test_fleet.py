@@ -13,16 +13,14 @@ import time
 import urllib.request
 
 import pytest
-from conftest import NOOP, agents_up, wait_for
-from trl_nats_agent.launcher import free_port
+from support import NOOP, ROWS, agents_up, wait_for
 
 from trl_nats.client import Client, Unschedulable
 from trl_nats.messages import JobSpec, JobState, Resources
+from trl_nats.ports import free_port
 from trl_nats.store import JobNotFound
 
 pytestmark = pytest.mark.integration
-
-ROWS = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(4)]
 
 
 def _spec(job_id: str, dataset, gpus: int = 1, nodes: int = 1, max_attempts: int = 3, **labels: str) -> JobSpec:

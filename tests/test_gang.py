@@ -11,7 +11,7 @@ import asyncio
 import time
 
 import pytest
-from conftest import NOOP, agents_up, wait_for
+from support import NOOP, ROWS, agents_up, wait_for
 
 from trl_nats.client import Client
 from trl_nats.messages import (
@@ -30,7 +30,6 @@ from trl_nats.messages import (
 
 pytestmark = pytest.mark.integration
 
-ROWS = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(4)]
 GANG_TIMEOUT = 8.0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from netns import Namespaces, available
+from support import SHIPPED
 
 from trl_nats.client import Client
 from trl_nats.messages import (
@@ -37,8 +38,6 @@ from trl_nats.settings import NatsSettings
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parent.parent
-SHIPPED = REPO / "trl_nats" / "data" / "preferences.jsonl"
 PROCESS_LIMIT_S = 900  # outer kill for every process in a namespace: failures there look like hangs
 
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import REPO, AgentProcess
 from test_recipe import (
     RUN_TIMEOUT_S,
     EventSink,
@@ -37,7 +38,6 @@ from trl_nats.messages import JobKind, TrainingParams
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 WORK_PROBE = TESTS / "dataset_work_probe.py"
 DPO = "trl_nats_agent.recipes.dpo"
@@ -81,7 +81,7 @@ def tiny_model(workspace: Path) -> Path:
     rows = write_jsonl(workspace / "corpus.jsonl", dpo_rows())
     out = workspace / "tiny"
     proc = subprocess.run(
-        [sys.executable, "-m", "trl_nats_agent.tiny", str(out), "--dataset", str(rows), "--seed", "0"],
+        [sys.executable, "-m", "trl_nats_agent.testing.tiny", str(out), "--dataset", str(rows), "--seed", "0"],
         env=recipe_env(None), capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
     )  # fmt: skip
     assert_ok(proc)
@@ -184,8 +184,6 @@ def test_two_ranks_tokenize_once_and_a_second_attempt_redoes_nothing(workspace: 
 async def test_a_retried_attempt_reads_the_reference_log_probs_from_the_agent_cache(
     settings, env_for, tmp_path: Path, tiny_model: Path
 ):
-    from conftest import AgentProcess
-
     from trl_nats.client import Client
     from trl_nats.messages import JobSpec, JobState, LogEvent
 

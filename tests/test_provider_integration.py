@@ -23,8 +23,8 @@ from typing import Any
 import llama_stack_client
 import psutil
 import pytest
-from conftest import processes_matching
 from llama_stack_client import LlamaStackClient
+from support import REPO, processes_matching
 from trl_nats_provider.embedded import EmbeddedStack, shipped_dataset
 from trl_nats_provider.stack import SHIPPED_RUN_CONFIG, LlamaStackServer, free_port
 
@@ -33,7 +33,6 @@ from trl_nats.settings import NatsSettings
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parent.parent
 TERMINAL = ("completed", "failed", "cancelled")
 WAIT_S = 600  # only so a broken build cannot hang CI forever; jobs here take seconds
 

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tomllib
 from importlib.metadata import PackageNotFoundError, distribution
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -37,6 +36,7 @@ from llama_stack_api import (
 from llama_stack_api.common.errors import ConflictError, ResourceNotFoundError
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from support import REPO
 from trl_nats_provider import get_adapter_impl, mapping, rows
 from trl_nats_provider.adapter import TrlNatsPostTrainingAdapter
 from trl_nats_provider.config import TrlNatsPostTrainingConfig
@@ -56,7 +56,6 @@ from trl_nats.messages import (
     validate_spec,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 PREFS = [
     {"prompt": "What is 2+2?", "chosen": "4", "rejected": "5"},
     {"prompt": "Capital of France?", "chosen": "Paris", "rejected": "Rome"},
@@ -161,11 +160,11 @@ def _requirements(name: str) -> list[Requirement]:
     return [Requirement(r) for r in distribution(name).requires or []]
 
 
-def dependency_closure(root: str) -> dict[str, tuple[str, ...]]:
-    """Every distribution installing ``root`` pulls in (markers evaluated here), with the chain to it."""
+def dependency_closure(root: str, extras: frozenset[str] = frozenset()) -> dict[str, tuple[str, ...]]:
+    """Every distribution installing ``root[extras]`` pulls in (markers evaluated here), with the chain to it."""
     chains: dict[str, tuple[str, ...]] = {}
     done_extras: dict[str, set[str]] = {}
-    todo: list[tuple[str, frozenset[str], tuple[str, ...]]] = [(canonicalize_name(root), frozenset(), ())]
+    todo: list[tuple[str, frozenset[str], tuple[str, ...]]] = [(canonicalize_name(root), extras, ())]
     missing = []
     while todo:
         name, extras, chain = todo.pop()
@@ -191,7 +190,8 @@ def dependency_closure(root: str) -> dict[str, tuple[str, ...]]:
 
 
 def test_provider_install_pulls_in_no_torch():
-    closure = dependency_closure("trl-nats-provider")
+    """The llama-stack 0.6.1 host (this venv); tests/test_provider_hosts.py checks the 0.7.x and OGX venvs."""
+    closure = dependency_closure("trl-nats-provider", frozenset({"llama-stack-0.6"}))
     assert "llama-stack" in closure and "trl-nats" in closure and "pandas" in closure  # the walk does reach deps
     heavy = {name: " -> ".join(chain) for name, chain in closure.items() if name in HEAVY}
     assert not heavy, f"installing trl-nats-provider pulls in a training stack: {heavy}"

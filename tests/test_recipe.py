@@ -1,6 +1,6 @@
 """The training recipes, run as the node agent runs them: real processes, real torchrun, a real events socket.
 
-Each job trains the tiny Llama from ``trl_nats_agent.tiny`` on CPU. The
+Each job trains the tiny Llama from ``trl_nats_agent.testing.tiny`` on CPU. The
 expensive runs (DPO on 2 ranks with FSDP2 and on 1 rank) happen once per
 module and several tests read them.
 
@@ -29,15 +29,14 @@ import time
 from pathlib import Path
 
 import pytest
+from support import REPO, SHIPPED
 
 from trl_nats.messages import DatasetRef, JobKind, JobSpec, LoraParams, TrainingParams, encode
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PROBE = Path(__file__).resolve().parent / "fsdp_shard_probe.py"
-SHIPPED_PREFERENCES = REPO / "trl_nats" / "data" / "preferences.jsonl"
 RUN_TIMEOUT_S = 600  # a hang guard, not a speed requirement
 LOSS_TOLERANCE = 1e-4
 
@@ -77,8 +76,8 @@ def preference_rows(n: int = 24) -> list[dict]:
 
 
 def dpo_rows() -> list[dict]:
-    if SHIPPED_PREFERENCES.is_file():
-        rows = [json.loads(line) for line in SHIPPED_PREFERENCES.read_text().splitlines() if line.strip()]
+    if SHIPPED.is_file():
+        rows = [json.loads(line) for line in SHIPPED.read_text().splitlines() if line.strip()]
         return rows[:32]
     return preference_rows()
 
@@ -243,12 +242,12 @@ def workspace(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_model(workspace: Path) -> Path:
-    from trl_nats_agent.tiny import corpus_from_jsonl
+    from trl_nats_agent.testing.tiny import corpus_from_jsonl
 
     dataset = write_jsonl(workspace / "corpus.jsonl", dpo_rows() + preference_rows())
     out = workspace / "tiny"
     proc = subprocess.run(
-        [sys.executable, "-m", "trl_nats_agent.tiny", str(out), "--dataset", str(dataset), "--seed", "0"],
+        [sys.executable, "-m", "trl_nats_agent.testing.tiny", str(out), "--dataset", str(dataset), "--seed", "0"],
         env=recipe_env(None),
         capture_output=True,
         text=True,
@@ -325,7 +324,7 @@ def dpo_one_rank(dpo_job: dict) -> DpoRun:
 
 def test_tiny_model_and_tokenizer_reload_with_transformers_and_are_deterministic(tiny_model: Path, tmp_path: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl_nats_agent.tiny import build_tiny_model, corpus_from_jsonl
+    from trl_nats_agent.testing.tiny import build_tiny_model, corpus_from_jsonl
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)

@@ -16,7 +16,7 @@ import signal
 import time
 
 import pytest
-from conftest import NOOP, processes_matching
+from support import NOOP, preference_rows, processes_matching
 
 from trl_nats.client import Client
 from trl_nats.messages import BadMessage, CheckpointEvent, Event, JobSpec, JobState, StatusEvent, decode
@@ -25,7 +25,6 @@ from trl_nats.settings import NatsSettings
 pytestmark = pytest.mark.integration
 
 JOBS = 200
-ROWS = [{"prompt": "p", "chosen": "good", "rejected": "bad"}]
 GUARD_S = 900.0
 
 
@@ -86,7 +85,7 @@ async def test_soak_200_jobs_3_agents_one_killed_one_broker_restart(settings, st
     client = await Client.connect(settings)
     started = time.monotonic()
     try:
-        ref = await client.upload_dataset(ROWS)
+        ref = await client.upload_dataset(preference_rows(1))
         for i in range(JOBS):
             await client.submit(
                 JobSpec(

@@ -18,12 +18,9 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from trl_nats.messages import JobRecord, now
-
-if TYPE_CHECKING:
-    from trl_nats_agent.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +29,8 @@ _WAIT_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 
 
 
 class AgentMetrics:
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
+    def __init__(self, gpus: int, *, gpus_busy: Callable[[], int], jobs_running: Callable[[], int]) -> None:
+        self.claim_count = 0
         # the latest values, kept in memory too: the scale benchmark reads them
         self.claim_latencies: collections.deque[float] = collections.deque(maxlen=100_000)
         self.queue_waits: collections.deque[float] = collections.deque(maxlen=100_000)
@@ -70,10 +67,10 @@ class AgentMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=reg,
         )
-        self.gpus.set(len(agent.cfg.gpus))
+        self.gpus.set(gpus)
         # read at scrape time, so they can never drift from the agent's own state
-        self.gpus_busy.set_function(lambda: len(agent.cfg.gpus) - len(agent.free))
-        self.jobs_running.set_function(lambda: len(agent.running))
+        self.gpus_busy.set_function(gpus_busy)
+        self.jobs_running.set_function(jobs_running)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int | None:
         """Start the HTTP endpoint; returns the port (``port=0`` picks a free one)."""
@@ -95,6 +92,7 @@ class AgentMetrics:
 
     # -- the agent reports --------------------------------------------------------
     def claimed(self, record: JobRecord, fetched_at: float | None = None) -> None:
+        self.claim_count += 1
         wait = max(0.0, now() - record.submitted_at)
         self.queue_waits.append(wait)
         if fetched_at is not None:

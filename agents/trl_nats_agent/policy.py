@@ -25,6 +25,11 @@ from trl_nats.messages import BadMessage, JobSpec
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
 
+def is_hub_id(model: str) -> bool:
+    """``org/name`` or ``name``; anything starting with ``/``, ``~`` or ``.`` is a local path."""
+    return not model.startswith(("/", "~", ".")) and bool(_HUB_ID.match(model))
+
+
 @dataclass
 class AgentPolicy:
     output_root: Path
@@ -56,7 +61,7 @@ class AgentPolicy:
                 "trust_remote_code is refused: this agent does not run code from model repositories "
                 "(its operator can allow it with --allow-remote-code)"
             )
-        if spec.model.startswith(("/", "~", ".")) or not _HUB_ID.match(spec.model):
+        if not is_hub_id(spec.model):
             self._check_local_model(spec.model)
 
     def _check_local_model(self, model: str) -> None:

@@ -12,7 +12,7 @@ COPY constraints.txt pyproject.toml README.md ./
 COPY trl_nats ./trl_nats
 COPY provider ./provider
 COPY deploy/llama-stack/run.yaml /etc/trl-nats/run.yaml
-RUN pip install -c constraints.txt . ./provider \
+RUN pip install -c constraints.txt . "./provider[llama-stack-0.6]" \
     && useradd --create-home --uid 1000 trl \
     && mkdir -p /data && chown trl /data
 

@@ -1,4 +1,10 @@
-"""The ``post_training`` implementation: six methods, all state in NATS.
+"""The ``post_training`` implementation: six methods, all state in NATS, the same on every host.
+
+Llama Stack 0.6.1 calls it as its native post_training provider; 0.7.x and
+OGX through the external API's router (:mod:`trl_nats_provider.external`).
+Rows come from a registered dataset (``datasetio.iterrows``, where the host
+has datasets) or from a file uploaded to the stack's Files API: a
+``dataset_id`` that names an uploaded file (``file-...``) is read as JSON lines.
 
 No job table lives in this process: every answer is read from the jobs KV
 bucket through :class:`trl_nats.client.Client`, so a restarted Llama Stack
@@ -16,19 +22,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from llama_stack_api import (
-    CancelTrainingJobRequest,
-    GetTrainingJobArtifactsRequest,
-    GetTrainingJobStatusRequest,
-    IterRowsRequest,
-    ListPostTrainingJobsResponse,
-    PostTrainingJob,
-    PostTrainingJobArtifactsResponse,
-    PostTrainingJobStatusResponse,
-    PreferenceOptimizeRequest,
-    SupervisedFineTuneRequest,
-)
-
 from trl_nats.client import Client, JobAlreadyFinished
 from trl_nats.messages import DatasetRef, JobKind, JobRecord
 from trl_nats.store import JobNotFound
@@ -41,17 +34,35 @@ from trl_nats_provider.errors import (
     TrainingJobFinished,
     TrainingJobNotFound,
 )
+from trl_nats_provider.host import HOST, IterRowsRequest, RetrieveFileContentRequest, models
+
+# the host's own request/response types on 0.6.1, trl_nats_provider.api_models elsewhere
+CancelTrainingJobRequest = models.CancelTrainingJobRequest
+GetTrainingJobArtifactsRequest = models.GetTrainingJobArtifactsRequest
+GetTrainingJobStatusRequest = models.GetTrainingJobStatusRequest
+ListPostTrainingJobsResponse = models.ListPostTrainingJobsResponse
+PostTrainingJob = models.PostTrainingJob
+PostTrainingJobArtifactsResponse = models.PostTrainingJobArtifactsResponse
+PostTrainingJobStatusResponse = models.PostTrainingJobStatusResponse
+PreferenceOptimizeRequest = models.PreferenceOptimizeRequest
+SupervisedFineTuneRequest = models.SupervisedFineTuneRequest
 
 log = logging.getLogger(__name__)
+
+# ids the Files API gives uploads (OpenAI's form); other ids name registered datasets
+FILE_ID_PREFIX = "file-"
 
 RowCheck = Callable[[list[dict[str, Any]], str], list[dict[str, Any]]]
 
 
 class TrlNatsPostTrainingAdapter:
-    def __init__(self, config: TrlNatsPostTrainingConfig, datasetio: Any, datasets: Any = None) -> None:
+    def __init__(
+        self, config: TrlNatsPostTrainingConfig, datasetio: Any = None, datasets: Any = None, files: Any = None
+    ) -> None:
         self.config = config
         self.datasetio = datasetio
         self.datasets = datasets
+        self.files = files
         self._client: Client | None = None
         self._connecting = asyncio.Lock()
 
@@ -131,8 +142,8 @@ class TrlNatsPostTrainingAdapter:
         labels: dict[str, str] | None = None,
     ) -> PostTrainingJob:
         dataset_id, eval_id = mapping.dataset_ids(training_config)
-        train_rows = check_rows(await self._read_rows(dataset_id), dataset_id)
-        eval_rows = check_rows(await self._read_rows(eval_id), eval_id) if eval_id else None
+        train_rows = await self._rows(dataset_id, kind, check_rows)
+        eval_rows = await self._rows(eval_id, kind, check_rows) if eval_id else None
         res = mapping.resources(self.config)
         params = mapping.cap_steps(params, training_config, len(train_rows), res)
         client = await self.client()
@@ -170,7 +181,43 @@ class TrlNatsPostTrainingAdapter:
         except JobNotFound:
             return None
 
-    async def _read_rows(self, dataset_id: str) -> list[dict[str, Any]]:
+    async def _rows(self, dataset_id: str, kind: JobKind, check_rows: RowCheck) -> list[dict[str, Any]]:
+        """The checked rows of an uploaded file (JSON lines) or a registered dataset."""
+        if self.files is not None and dataset_id.startswith(FILE_ID_PREFIX):
+            out = rows.file_rows(await self._read_file(dataset_id), dataset_id, kind)
+            if len(out) > self.config.max_rows:
+                raise InvalidTrainingRequest(
+                    f"file {dataset_id!r} has more than {self.config.max_rows} rows, the provider's max_rows: "
+                    "raise max_rows in the provider config or submit it with the trl-nats CLI"
+                )
+            return out
+        if self.datasetio is None:
+            upload = (
+                "upload the rows as JSON lines with POST /v1/files (files.create) and pass the file id"
+                if self.files is not None
+                else "add a files provider (inline::localfs) to the run config, upload the rows and pass the file id"
+            )
+            raise InvalidTrainingRequest(
+                f"training_config.data_config.dataset_id {dataset_id!r} is not a file id ({FILE_ID_PREFIX}...), and "
+                f"this stack ({HOST}) has no datasets API to read it from: {upload}"
+            )
+        return check_rows(await self._read_dataset(dataset_id), dataset_id)
+
+    async def _read_file(self, file_id: str) -> bytes:
+        """An uploaded file's content, from the stack's Files API."""
+        try:
+            content = await self.files.openai_retrieve_file_content(RetrieveFileContentRequest(file_id=file_id))
+        except Exception as exc:
+            if isinstance(exc, ValueError | KeyError | LookupError) or getattr(exc, "status_code", None) in (400, 404):
+                datasets = " or the id of a registered dataset" if self.datasetio is not None else ""
+                raise InvalidTrainingRequest(
+                    f"training_config.data_config.dataset_id {file_id!r} is not an uploaded file ({exc}): upload "
+                    f"the rows as JSON lines with POST /v1/files (files.create) and pass the file id{datasets}"
+                ) from None
+            raise
+        return getattr(content, "body", content)
+
+    async def _read_dataset(self, dataset_id: str) -> list[dict[str, Any]]:
         """All rows of a registered dataset, page by page when its provider pages."""
         out: list[dict[str, Any]] = []
         while True:

@@ -2,10 +2,14 @@
 
 Brings up the embedded default (a nats-server, one agent, a ``llama stack
 run`` server with ``remote::trl_nats``), builds a tiny model, registers the
-shipped preference dataset, calls ``preference_optimize`` through
-``llama-stack-client``, shows live progress until the job completes and
-lists its checkpoints. Everything is stopped at the end, and on Ctrl-C
-(which also cancels the job). State lives under ``--state-dir``.
+shipped preference dataset, calls ``preference_optimize`` over plain HTTP
+(the same request on every host), shows live progress until the job
+completes and lists its checkpoints. Everything is stopped at the end, and
+on Ctrl-C (which also cancels the job). State lives under ``--state-dir``.
+
+``--stack 0.7`` / ``--stack ogx`` run llama-stack 0.7.x or OGX instead of
+0.6.1 (``--stack-bin``: the bin/ of their venv, which ``scripts/demo.sh``
+makes); there the rows are uploaded to the stack's Files API.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import signal
 import sys
 import time
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any
 
 DATASET_ID = "trl-nats-preferences"
+STACKS = {"0.6": "llama-stack-0.6", "0.7": "llama-stack-0.7", "ogx": "ogx"}
+PT = "/v1alpha/post-training"
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -32,6 +37,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gpus", type=int, default=2, help="processes (GPUs) the job trains on, with FSDP2 when > 1")
     p.add_argument("--steps", type=int, default=30, help="optimizer steps (max_steps_per_epoch, one epoch)")
     p.add_argument("--port", type=int, default=0, help="Llama Stack port (default: a free one)")
+    p.add_argument("--stack", choices=sorted(STACKS), default="0.6", help="llama-stack 0.6.1, 0.7.x or OGX")
+    p.add_argument(
+        "--stack-bin", default=None, help="bin/ of the venv with that stack (default: this interpreter's, for 0.6)"
+    )
     return p.parse_args(argv)
 
 
@@ -39,31 +48,53 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def _ok(resp: Any) -> Any:
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            detail = resp.text
+        raise RuntimeError(f"{resp.request.method} {resp.request.url.path} answered {resp.status_code}: {detail}")
+    return resp.json()
+
+
 def register_dataset(client: Any, path: Path, dataset_id: str = DATASET_ID) -> int:
     """Register the rows of a JSON-lines file as a Llama Stack dataset (once: registrations persist)."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    existing = {d.identifier for d in client.beta.datasets.list()}
+    existing = {d["identifier"] for d in _ok(client.get("/v1beta/datasets"))["data"]}
     if dataset_id not in existing:
-        with warnings.catch_warnings():
-            # the 0.6.1 client marks the datasets API deprecated, yet it is how post_training gets rows
-            warnings.simplefilter("ignore", DeprecationWarning)
-            client.beta.datasets.register(
-                dataset_id=dataset_id, purpose="post-training/messages", source={"type": "rows", "rows": rows}
+        _ok(
+            client.post(
+                "/v1beta/datasets",
+                json={
+                    "dataset_id": dataset_id,
+                    "purpose": "post-training/messages",
+                    "source": {"type": "rows", "rows": rows},
+                },
             )
+        )
     return len(rows)
 
 
+def upload_rows(client: Any, path: Path, purpose: str) -> tuple[str, int]:
+    """Upload a JSON-lines file to the stack's Files API; returns the file id and its row count."""
+    data = path.read_bytes()
+    file = _ok(
+        client.post("/v1/files", files={"file": (path.name, data, "application/jsonl")}, data={"purpose": purpose})
+    )
+    return file["id"], sum(1 for line in data.splitlines() if line.strip())
+
+
 def job_status(client: Any, job_uuid: str) -> dict[str, Any]:
-    # llama-stack-client 0.6.1's job.status() hits a removed path: use the 0.6.1 route directly
-    return client.get(f"/v1alpha/post-training/jobs/{job_uuid}/status", cast_to=object)
+    return _ok(client.get(f"{PT}/jobs/{job_uuid}/status"))
 
 
 def job_artifacts(client: Any, job_uuid: str) -> dict[str, Any]:
-    return client.get(f"/v1alpha/post-training/jobs/{job_uuid}/artifacts", cast_to=object)
+    return _ok(client.get(f"{PT}/jobs/{job_uuid}/artifacts"))
 
 
 def cancel_job(client: Any, job_uuid: str) -> None:
-    client.post(f"/v1alpha/post-training/jobs/{job_uuid}/cancel", cast_to=object)
+    _ok(client.post(f"{PT}/jobs/{job_uuid}/cancel"))
 
 
 def progress_line(status: dict[str, Any]) -> str:
@@ -106,10 +137,10 @@ def follow(client: Any, job_uuid: str, poll: float = 1.0) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from llama_stack_client import LlamaStackClient
+    import httpx
 
-    # importing the 0.6.1 client sets the root logger to INFO (lib/tools/mcp_oauth.py): keep requests quiet
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    host = STACKS[args.stack]
 
     from trl_nats_provider.embedded import EmbeddedStack, build_tiny_model, shipped_dataset
 
@@ -120,19 +151,32 @@ def main(argv: list[str] | None = None) -> int:
     model = build_tiny_model(state / "tiny-model", dataset)
 
     stack = EmbeddedStack(
-        state, device=args.device, slots=args.gpus, gpus_per_node=args.gpus, port=args.port, agent_log_level="WARNING"
+        state,
+        device=args.device,
+        slots=args.gpus,
+        gpus_per_node=args.gpus,
+        port=args.port,
+        agent_log_level="WARNING",
+        stack=host,
+        stack_bin=args.stack_bin,
     )
     job_uuid = f"demo-dpo-{uuid.uuid4().hex[:8]}"
     client = None
     finished = False
     try:
-        say("starting nats-server, one agent and `llama stack run` with remote::trl_nats ...")
+        run = "ogx run" if host == "ogx" else "llama stack run"
+        say(f"starting nats-server, one agent and `{run}` ({host}) with remote::trl_nats ...")
         stack.start()
-        say(f"nats-server {stack.nats_url}; Llama Stack {stack.url} (log {stack.server.log_path})")
-        client = LlamaStackClient(base_url=stack.url, max_retries=0)
-        rows = register_dataset(client, dataset)
-        say(f"registered dataset {DATASET_ID!r}: {rows} preference pairs from {dataset.name}")
-        job = client.alpha.post_training.preference_optimize(
+        say(f"nats-server {stack.nats_url}; {host} {stack.url} (log {stack.server.log_path})")
+        client = httpx.Client(base_url=stack.url, timeout=120)
+        if host == "llama-stack-0.6":
+            rows = register_dataset(client, dataset)
+            dataset_id = DATASET_ID
+            say(f"registered dataset {DATASET_ID!r}: {rows} preference pairs from {dataset.name}")
+        else:
+            dataset_id, rows = upload_rows(client, dataset, "fine-tune" if host == "ogx" else "assistants")
+            say(f"uploaded {dataset.name} to the Files API as {dataset_id}: {rows} preference pairs")
+        body = dict(
             job_uuid=job_uuid,
             finetuned_model=str(model),
             algorithm_config={"beta": 0.1, "loss_type": "sigmoid"},
@@ -141,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 "max_steps_per_epoch": args.steps,
                 "gradient_accumulation_steps": 1,
                 "data_config": {
-                    "dataset_id": DATASET_ID,
+                    "dataset_id": dataset_id,
                     "batch_size": 4,
                     "shuffle": True,
                     "data_format": "instruct",
@@ -152,12 +196,13 @@ def main(argv: list[str] | None = None) -> int:
             hyperparam_search_config={},
             logger_config={},
         )
-        say(f"preference_optimize -> job {job.job_uuid}; follow it on NATS too:")
-        say(f"  nats --server {stack.nats_url} sub 'trl.events.{job.job_uuid}.>'")
-        say(f"  nats --server {stack.nats_url} kv watch trl_jobs {job.job_uuid}")
-        final = follow(client, job.job_uuid)
+        job_id = _ok(client.post(f"{PT}/preference-optimize", json=body))["job_uuid"]
+        say(f"preference_optimize -> job {job_id}; follow it on NATS too:")
+        say(f"  nats --server {stack.nats_url} sub 'trl.events.{job_id}.>'")
+        say(f"  nats --server {stack.nats_url} kv watch trl_jobs {job_id}")
+        final = follow(client, job_id)
         finished = True
-        artifacts = job_artifacts(client, job.job_uuid)
+        artifacts = job_artifacts(client, job_id)
         say(f"{len(artifacts['checkpoints'])} checkpoint(s):")
         for ckpt in artifacts["checkpoints"]:
             m = ckpt.get("training_metrics") or {}

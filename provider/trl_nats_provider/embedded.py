@@ -6,7 +6,7 @@ a child process in its own session: a Ctrl-C in the terminal reaches only
 the parent, which then stops them in order (Llama Stack, agent, nats-server).
 
 Nothing here imports torch: the agent and the tiny-model builder run as
-``python -m trl_nats_agent`` / ``python -m trl_nats_agent.tiny``.
+``python -m trl_nats_agent`` / ``python -m trl_nats_agent.testing.tiny``.
 """
 
 from __future__ import annotations
@@ -94,10 +94,10 @@ class AgentProcess:
 
 
 def build_tiny_model(out_dir: Path, dataset: Path | None = None, timeout: float = 600.0) -> Path:
-    """A tiny Llama-style model + tokenizer (``python -m trl_nats_agent.tiny``), reused when present."""
+    """A tiny Llama-style model + tokenizer (``python -m trl_nats_agent.testing.tiny``), reused when present."""
     if (out_dir / "config.json").exists():
         return out_dir
-    cmd = [sys.executable, "-m", "trl_nats_agent.tiny", str(out_dir)]
+    cmd = [sys.executable, "-m", "trl_nats_agent.testing.tiny", str(out_dir)]
     if dataset is not None:
         cmd += ["--dataset", str(dataset)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -133,7 +133,14 @@ class EmbeddedStack:
         declare: Literal["module", "providers_dir"] = "module",
         agent_log_level: str = "INFO",
         agent_args: list[str] | None = None,
+        stack: str = "llama-stack-0.6",
+        stack_bin: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``stack`` picks the host (see :data:`trl_nats_provider.stack.HOSTS`); ``stack_bin`` is the
+        bin/ of the venv that has it (None: this interpreter's, i.e. llama-stack 0.6.1). OGX serves
+        plain HTTP here (``--insecure``): everything is on loopback."""
+        self.stack = stack
+        self.stack_bin = stack_bin
         self.state_dir = Path(state_dir).resolve()
         self.device = device
         self.slots = slots
@@ -204,9 +211,18 @@ class EmbeddedStack:
             provider_config={"servers": self.nats_url, "gpus_per_node": self.gpus_per_node},
             declare=declare,
             providers_dir=REPO / "providers.d" if declare == "providers_dir" else None,
+            stack=self.stack,
+            external_apis_dir=REPO / "providers.d" / "apis",
+            tls=False,
         )
         self.server = LlamaStackServer(
-            config, port=self.port, log_path=self.state_dir / "stack" / "llama-stack.log", env=self.env()
+            config,
+            port=self.port,
+            log_path=self.state_dir / "stack" / "llama-stack.log",
+            env=self.env(),
+            stack=self.stack,
+            bin_dir=self.stack_bin,
+            insecure=self.stack == "ogx",
         ).start()
         return self.server
 

@@ -1,5 +1,6 @@
 """The provider's errors, each answered with the HTTP status it names.
 
+The base classes are the host's own (:mod:`trl_nats_provider.host`).
 Llama Stack 0.6.1 answers cleanly only the exception types it registered a
 handler for (``ConflictError``, ``ResourceNotFoundError``, validation
 errors, ...). Anything else, a plain ``ValueError`` included, goes to the
@@ -7,13 +8,15 @@ catch-all handler, which sends the response and then re-raises, so uvicorn
 resets the connection and clients often see "connection reset" instead of
 the 400. Every error here therefore derives from a handled type, and
 ``translate_exception`` answers with its ``status_code`` and message, which
-says what is wrong and what to do.
+says what is wrong and what to do. On 0.7.x and OGX the external API's
+router answers every one of them itself, with the same status and body.
 """
 
 from __future__ import annotations
 
 import httpx
-from llama_stack_api.common.errors import ConflictError, ResourceNotFoundError
+
+from trl_nats_provider.host import ConflictError, ResourceNotFoundError
 
 
 class _Answered(ConflictError):

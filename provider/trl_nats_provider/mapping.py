@@ -36,16 +36,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from llama_stack_api import (
-    Checkpoint,
-    DPOAlignmentConfig,
-    JobStatus,
-    LoraFinetuningConfig,
-    PostTrainingJobArtifactsResponse,
-    PostTrainingJobStatusResponse,
-    PostTrainingMetric,
-    TrainingConfig,
-)
 
 from trl_nats.messages import (
     BadMessage,
@@ -62,6 +52,17 @@ from trl_nats.messages import (
 from trl_nats.messages import Checkpoint as JobCheckpoint
 from trl_nats_provider.config import TrlNatsPostTrainingConfig
 from trl_nats_provider.errors import InvalidTrainingRequest
+from trl_nats_provider.host import models
+
+# the host's own types on 0.6.1, trl_nats_provider.api_models (the same shapes) on 0.7.x and OGX
+Checkpoint = models.Checkpoint
+DPOAlignmentConfig = models.DPOAlignmentConfig
+JobStatus = models.JobStatus
+LoraFinetuningConfig = models.LoraFinetuningConfig
+PostTrainingJobArtifactsResponse = models.PostTrainingJobArtifactsResponse
+PostTrainingJobStatusResponse = models.PostTrainingJobStatusResponse
+PostTrainingMetric = models.PostTrainingMetric
+TrainingConfig = models.TrainingConfig
 
 # Llama Stack's dtype spellings (and torch's) to the recipe's
 DTYPES = {
@@ -390,10 +391,14 @@ def checkpoints(record: JobRecord) -> list[Checkpoint]:
     return [checkpoint(record, c) for c in sorted(record.checkpoints, key=lambda c: (c.final, c.step))]
 
 
+# Llama Stack has no paused status: a paused job waits like a queued one, a pausing one still runs
+_CLOSEST_STATUS = {"paused": "scheduled", "pausing": "in_progress"}
+
+
 def status_response(record: JobRecord) -> PostTrainingJobStatusResponse:
     return PostTrainingJobStatusResponse(
         job_uuid=record.job_id,
-        status=JobStatus(record.state.value),
+        status=JobStatus(_CLOSEST_STATUS.get(record.state.value, record.state.value)),
         scheduled_at=_time(record.submitted_at),
         started_at=_time(record.started_at),
         completed_at=_time(record.finished_at),

@@ -14,11 +14,12 @@ what lives here is only what is Llama Stack's:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from trl_nats.messages import JobKind
-from trl_nats.rows import RowError, check_rows
+from trl_nats.rows import RowError, check_rows, read_jsonl
 from trl_nats_provider.errors import InvalidTrainingRequest
 
 LLAMA_STACK_SFT_HINT = (
@@ -29,7 +30,8 @@ LLAMA_STACK_SFT_HINT = (
 
 def _present(row: Mapping[str, Any], field: str) -> bool:
     value = row.get(field)
-    return value is not None and value == value  # pandas fills a column a row lacks with NaN
+    # pandas (behind Llama Stack's datasetio) fills a column a row lacks with NaN
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def _loads(value: Any, field: str) -> Any:
@@ -93,3 +95,14 @@ def preference_rows(rows: Iterable[Mapping[str, Any]], dataset_id: str) -> list[
 def sft_rows(rows: Iterable[Mapping[str, Any]], dataset_id: str) -> list[dict[str, Any]]:
     """Checked supervised rows in TRL's shape ({prompt, completion}, {messages} or {text})."""
     return _check(rows, dataset_id, JobKind.sft)
+
+
+def file_rows(data: bytes | str, file_id: str, kind: JobKind) -> list[dict[str, Any]]:
+    """Checked rows of a file uploaded to the stack's Files API: JSON lines in trl_nats's row formats.
+
+    Rows are numbered by their line in the file (:func:`trl_nats.rows.read_jsonl`).
+    """
+    try:
+        return read_jsonl(data, kind).rows
+    except RowError as exc:
+        raise InvalidTrainingRequest(f"file {file_id!r} (JSON lines), {exc}") from None

@@ -30,13 +30,8 @@ def agent_available() -> bool:
 
 
 def tiny_model_module() -> str:
-    """The agent's tiny-model builder: ``trl_nats_agent.testing.tiny``, or ``trl_nats_agent.tiny`` where older."""
-    spec = importlib.util.find_spec(AGENT_PACKAGE)
-    locations = (spec.submodule_search_locations or []) if spec else []
-    for where in locations:
-        if (Path(where) / "testing" / "tiny.py").is_file():
-            return f"{AGENT_PACKAGE}.testing.tiny"
-    return f"{AGENT_PACKAGE}.tiny"
+    """The agent's tiny-model builder, run as a program."""
+    return f"{AGENT_PACKAGE}.testing.tiny"
 
 
 def build_tiny_model(out: Path, dataset: Path) -> None:

@@ -26,6 +26,11 @@ DATASETS_CACHE_DIR = ".hf_datasets"
 # Written into checkpoint-N once every rank has saved its part; a checkpoint without it is incomplete.
 COMPLETE_MARKER = "trl_nats_complete.json"
 CHECKPOINT_DIR_RE = re.compile(r"^checkpoint-(\d+)$")
+# The agent creates OUTPUT_DIR/PAUSE_FLAG to ask rank 0 to save and stop at the next step (recipes/pause.py);
+# rank 0 answers with OUTPUT_DIR/PAUSED_MARKER ({"step": N}) once checkpoint-N is saved, and every rank exits 0
+# (a non-zero exit would make torchrun stop the other ranks mid-teardown).
+PAUSE_FLAG = ".trl_nats_pause"
+PAUSED_MARKER = ".trl_nats_paused"
 
 # Exit codes of a recipe process.
 EXIT_OK = 0
@@ -35,3 +40,27 @@ EXIT_BAD_JOB = 2  # the job cannot run as specified (rows, model, hyperparameter
 
 def checkpoint_dir_name(step: int) -> str:
     return f"checkpoint-{step}"
+
+
+# How a recipe that exits EXIT_BAD_JOB says why: one line on stderr, this prefix and one sentence that
+# says what to change. torchrun turns every failed rank into its own exit code 1, so the agent knows a
+# permanent failure by this line, and makes the sentence the job's error.
+BAD_JOB_PREFIX = "trl-nats recipe error: "
+
+# Set to "1" for every rank by an agent started with --offline: the hub clients never try the network.
+HUB_OFFLINE_ENVS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def bad_job_line(sentence: str) -> str:
+    """The stderr line of a recipe that exits EXIT_BAD_JOB (only the first line of ``sentence`` is kept)."""
+    first = sentence.strip().splitlines()[0] if sentence.strip() else "the job cannot run as specified"
+    return BAD_JOB_PREFIX + first
+
+
+def bad_job_sentence(lines: list[str]) -> str | None:
+    """The sentence of the last bad-job line in a recipe's output, if it printed one."""
+    for line in reversed(lines):
+        at = line.find(BAD_JOB_PREFIX)
+        if at >= 0:
+            return line[at + len(BAD_JOB_PREFIX) :].strip() or None
+    return None

@@ -9,7 +9,7 @@ text (or a built-in corpus) with a small chat template.
 
 The same seed and corpus give byte-identical weights and the same vocabulary.
 
-Usage: ``python -m trl_nats_agent.tiny OUT_DIR [--dataset rows.jsonl] [--seed 0]``
+Usage: ``python -m trl_nats_agent.testing.tiny OUT_DIR [--dataset rows.jsonl] [--seed 0]``
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def build_tiny_model(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trl_nats_agent.tiny", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m trl_nats_agent.testing.tiny", description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", help="directory to write the model and tokenizer to")
     parser.add_argument("--dataset", help="JSON-lines dataset whose text trains the tokenizer")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,31 @@
+"""What the tests share: paths, sample rows, waiting, processes, the tiny model, the fixtures.
+
+Test files import helpers from here (``from support import ROWS, wait_for``); ``tests/conftest.py``
+only registers the fixtures of :mod:`support.fixtures`. Nothing here asserts anything about the
+system under test: these are the tools the tests use to set it up and watch it.
+"""
+
+from support.data import ROWS, preference_rows
+from support.models import build_tiny_model, tiny_module
+from support.paths import DATA, PYTHON, REPO, SHIPPED, SHIPPED_SFT
+from support.processes import NOOP, AgentProcess, processes_matching
+from support.waiting import GUARD_S, agents_up, wait_for, wait_through_restarts
+
+__all__ = [
+    "DATA",
+    "GUARD_S",
+    "NOOP",
+    "PYTHON",
+    "REPO",
+    "ROWS",
+    "SHIPPED",
+    "SHIPPED_SFT",
+    "AgentProcess",
+    "agents_up",
+    "build_tiny_model",
+    "preference_rows",
+    "processes_matching",
+    "tiny_module",
+    "wait_for",
+    "wait_through_restarts",
+]
