@@ -16,8 +16,8 @@ import signal
 import time
 
 import pytest
-from cluster import all_events, cluster_settings, duplicated_ids, history_problems, local_cluster, retrying
-from conftest import NOOP, processes_matching
+from support import NOOP, processes_matching
+from support.cluster import all_events, cluster_settings, duplicated_ids, history_problems, local_cluster, retrying
 
 from trl_nats.client import Client
 from trl_nats.messages import CheckpointEvent, JobSpec, JobState, StatusEvent
