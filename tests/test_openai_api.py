@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 from support import SHIPPED as SHIPPED_PREFERENCES
 from support import AgentProcess
 
+from trl_nats.ports import free_port
 from trl_nats.server import EmbeddedNats
 
 pytestmark = pytest.mark.integration
@@ -34,12 +34,6 @@ ALICE = "sk-alice-0123456789abcdef"
 BOB = "sk-bob-0123456789abcdef"
 TERMINAL = ("succeeded", "failed", "cancelled")
 WAIT_S = 600  # a hang guard only
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dpo_lines(n: int, start: int = 0) -> bytes:

@@ -500,7 +500,8 @@ def test_the_host_venvs_have_no_torch(stack_host):
             f"{bin_dir}/python",
             "-c",
             "import importlib.metadata as m, json; "
-            "print(json.dumps(sorted(d.metadata['Name'].lower() for d in m.distributions())))",
+            "import re; print(json.dumps(sorted(re.sub(r'[-_.]+', '-', d.metadata['Name']).lower() "
+            "for d in m.distributions())))",
         ],
         capture_output=True,
         text=True,
