@@ -559,3 +559,30 @@ def test_a_retried_create_with_an_idempotency_key_returns_the_same_job(stack: St
     for job_id in (first.id, other.id):  # they were only needed to exist
         client.fine_tuning.jobs.cancel(job_id)
         assert wait_job(client, job_id).status == "cancelled"
+
+
+def test_pause_then_resume_a_running_job_trains_every_step_once(stack: Stack) -> None:
+    client = stack.client()
+    f = upload(client, "pause.jsonl", dpo_lines(8, start=40))
+    job = dpo_job(client, stack.model, f.id, n_epochs=3, batch_size=1)  # 24 steps
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:  # until training has logged a step
+        if any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id, limit=10).data):
+            break
+        time.sleep(0.5)
+    paused = client.fine_tuning.jobs.pause(job.id)
+    assert paused.status in ("running", "paused")  # running while it saves its checkpoint
+    assert wait_job(client, job.id, until=("paused", *TERMINAL)).status == "paused"
+    with pytest.raises(openai.NotFoundError):
+        stack.client(BOB).fine_tuning.jobs.resume(job.id)  # not a job of this key
+    resumed = client.fine_tuning.jobs.resume(job.id)
+    assert resumed.status == "queued"
+    with pytest.raises(openai.ConflictError) as err:
+        client.fine_tuning.jobs.resume(job.id)  # queued or running again: not paused
+    assert "not paused" in err.value.body["message"] and err.value.body["code"] == "job_not_paused"
+    done = wait_job(client, job.id)
+    assert done.status == "succeeded", (done.error, stack.agent.log()[-3000:])
+    events = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
+    steps = sorted(e.data["step"] for e in events if e.type == "metrics" and "reward_margin" in (e.data or {}))
+    assert steps == list(range(1, 25)), steps  # every step trained once: none lost, none repeated
+    assert any(e.message.startswith("Job paused") for e in events)
