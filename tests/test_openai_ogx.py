@@ -80,7 +80,7 @@ def test_a_dpo_job_through_ogx_files_and_the_mounted_jobs_api(ogx) -> None:
     assert job.training_file == f.id and job.organization_id == "ogx"
     done = wait_job(client, job.id)
     assert done.status == "succeeded", (done.error, server.tail())
-    assert done.fine_tuned_model and Path(done.fine_tuned_model).is_dir()
+    assert done.fine_tuned_model == f"nats://trl_artifacts/{job.id}/final"
     events = client.fine_tuning.jobs.list_events(job.id, limit=2)
     assert len(events.data) == 2 and events.has_more and events.data[0].message.startswith("Job succeeded")
     assert client.fine_tuning.jobs.checkpoints.list(job.id).data
