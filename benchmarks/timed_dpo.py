@@ -21,7 +21,8 @@ import time
 
 import torch
 from transformers import TrainerCallback
-from trl_nats_agent.recipes import common, dpo
+from trl_nats_agent.recipes import dpo, failures, runtime
+from trl_nats_agent.recipes.trainer import parameter_elements
 
 
 class StepClock(TrainerCallback):
@@ -51,7 +52,7 @@ class StepClock(TrainerCallback):
                 "peak_mem_bytes": torch.cuda.max_memory_allocated() if cuda else None,
                 "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 "precompute_ref": bool(trainer.precompute_ref_logps),
-                "params": common.parameter_elements(model)[1] if model is not None else None,
+                "params": parameter_elements(model)[1] if model is not None else None,
                 "device": torch.cuda.get_device_name() if cuda else "cpu",
             }
             with open(os.environ["STEP_STATS_OUT"], "w") as f:
@@ -65,4 +66,4 @@ class TimedDPORecipe(dpo.DPORecipe):
 
 
 if __name__ == "__main__":
-    sys.exit(common.run_recipe(TimedDPORecipe(common.parse_args(None, prog="timed_dpo"))))
+    sys.exit(failures.run_recipe(TimedDPORecipe(runtime.parse_args(None, prog="timed_dpo"))))

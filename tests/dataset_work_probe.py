@@ -20,7 +20,7 @@ from pathlib import Path
 
 from datasets import Dataset
 from transformers import TrainerCallback
-from trl_nats_agent.recipes import common, dpo
+from trl_nats_agent.recipes import dpo, failures, runtime
 
 MAPPED: list[dict] = []
 REFERENCE_BATCHES = [0]
@@ -61,7 +61,7 @@ class Report(TrainerCallback):
 
 def main() -> int:
     probe_dir = Path(sys.argv[1])
-    recipe = dpo.DPORecipe(common.parse_args(sys.argv[2:], prog="dataset_work_probe"))
+    recipe = dpo.DPORecipe(runtime.parse_args(sys.argv[2:], prog="dataset_work_probe"))
     setup = recipe.setup
 
     def setup_with_probe() -> None:
@@ -69,7 +69,7 @@ def main() -> int:
         recipe.trainer.add_callback(Report(probe_dir))
 
     recipe.setup = setup_with_probe
-    return common.run_recipe(recipe)
+    return failures.run_recipe(recipe)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from torch.distributed.tensor import DTensor
 from transformers import TrainerCallback
-from trl_nats_agent.recipes import common, dpo
+from trl_nats_agent.recipes import dpo, failures, runtime
 
 
 def describe(model) -> list[dict]:
@@ -48,7 +48,7 @@ class ShardProbe(TrainerCallback):
 
 def main() -> int:
     probe_dir = Path(sys.argv[1])
-    recipe = dpo.DPORecipe(common.parse_args(sys.argv[2:], prog="fsdp_shard_probe"))
+    recipe = dpo.DPORecipe(runtime.parse_args(sys.argv[2:], prog="fsdp_shard_probe"))
     setup = recipe.setup
 
     def setup_with_probe() -> None:
@@ -56,7 +56,7 @@ def main() -> int:
         recipe.trainer.add_callback(ShardProbe(recipe, probe_dir))
 
     recipe.setup = setup_with_probe
-    return common.run_recipe(recipe)
+    return failures.run_recipe(recipe)
 
 
 if __name__ == "__main__":

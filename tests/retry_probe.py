@@ -11,7 +11,7 @@ import os
 import sys
 
 import dataset_work_probe
-from trl_nats_agent.recipes import common, dpo
+from trl_nats_agent.recipes import dpo, failures, runtime
 
 
 class FailFirstAttempt(dpo.DPORecipe):
@@ -26,4 +26,4 @@ class FailFirstAttempt(dpo.DPORecipe):
 
 
 if __name__ == "__main__":
-    sys.exit(common.run_recipe(FailFirstAttempt(common.parse_args(None, prog="retry_probe"))))
+    sys.exit(failures.run_recipe(FailFirstAttempt(runtime.parse_args(None, prog="retry_probe"))))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nkeys
 import pytest
-from support import NOOP, AgentProcess, preference_rows
+from support import NOOP, ROWS, AgentProcess, preference_rows
 
 from trl_nats.client import Client
 from trl_nats.messages import JobSpec, JobState
@@ -76,16 +76,21 @@ async def test_roles_get_exactly_their_permissions(secured, tmp_path):
         provider = await _wait_connect(_settings(server, "provider"))
         try:
             ref = await provider.upload_dataset(preference_rows(1))
-            job = await provider.submit(JobSpec(job_id="allowed", model="m", dataset=ref))
+            job = await provider.submit(JobSpec(job_id="allowed", model="m", dataset=ref, labels={"noop.save_every": "2"}))  # fmt: skip
             record = await job.wait(timeout=300)
             assert record.state is JobState.completed, record.error
             assert record.allocation[0].agent == "a1"
+            pulled = await provider.pull("allowed", "final", tmp_path / "provider-pull")
+            assert (pulled.path / "noop.txt").read_text().startswith("done after")
 
             viewer = await Client.connect(_settings(server, "viewer"))
             try:
                 assert [r.job_id for r in await viewer.list_jobs()] == ["allowed"]
                 assert [a.agent_id for a in await viewer.list_agents()] == ["a1"]
                 events = [e async for e in viewer.job("allowed").events()]
+                assert (await viewer.pull("allowed", "final", tmp_path / "viewer-pull")).manifest.files
+                with pytest.raises(PermissionDenied, match="refused to prune job allowed"):
+                    await viewer.prune("allowed")  # checkpoints 2 and 4 are stored: deleting them is not a viewer's
                 assert events[-1].state is JobState.completed
                 with pytest.raises(
                     PermissionDenied,

@@ -11,14 +11,17 @@ import asyncio
 import logging
 import time
 
+import msgspec
 import nats.errors
 import nats.js.errors
 import pytest
-from cluster import cluster_settings, leader, local_cluster, streams
+from cluster import cluster_settings, leader, local_cluster, retrying, streams
 
 from trl_nats import retry
 from trl_nats.client import Client
+from trl_nats.messages import JobSpec, JobState
 from trl_nats.publishing import EventPublisher
+from trl_nats.store import JobNotFound
 
 # -- decisions (unit) --------------------------------------------------------------------------
 
@@ -161,7 +164,8 @@ async def test_writes_land_once_across_the_loss_of_their_leader(settings, nats_c
         started = time.monotonic()
         revision = await retry.kv_update(client.topo.jobs, "j1", b"v2", entry.revision)
         took.append(time.monotonic() - started)
-        assert [e.value for e in await client.topo.jobs.history("j1")] == [b"v1", b"v2"]
+        history = await retrying(lambda: client.topo.jobs.history("j1"), "the record's history")
+        assert [e.value for e in history] == [b"v1", b"v2"]
         assert (await client.topo.jobs.get("j1")).revision == revision
         print(f"\nlanded {took[0]:.1f}s (event) and {took[1]:.1f}s (record) after their leader was SIGKILLed")
     finally:
@@ -199,4 +203,38 @@ async def test_event_publisher_holds_events_while_no_leader_can_be_elected_and_s
         assert info.state.messages == 6 and publisher.dropped == 2
     finally:
         await publisher.close(5)
+        await client.close()
+
+
+async def test_a_submission_without_quorum_is_refused_saying_nothing_was_queued(settings, nats_cluster):
+    client = await Client.connect(settings)
+    try:
+        ref = await client.upload_dataset([{"prompt": "p", "chosen": "a", "rejected": "b"}])
+        impatient = Client(client.nc, msgspec.structs.replace(settings, write_retry_s=3.0), client.topo)
+        survivor = nats_cluster.nodes[0].name
+        for node in nats_cluster.nodes[1:]:
+            nats_cluster.kill(node.name)
+        spec = JobSpec(job_id="refused", model="m", dataset=ref)
+        with pytest.raises(retry.NotWritten, match=r"record of job refused was NOT written: .*Nothing was queued"):
+            await impatient.submit(spec, check_fleet=False)
+        for node in nats_cluster.nodes[1:]:
+            nats_cluster.restart(node.name, wait=False)
+        await asyncio.to_thread(nats_cluster.wait_healthy)
+        queue = await retrying(lambda: client.js.stream_info(client.names.jobs_stream), "jobs stream info")
+        assert queue.state.messages == 0, "nothing was queued"
+
+        async def stored():
+            try:
+                return await client.store.get("refused")
+            except JobNotFound:
+                return None
+
+        # the record's write may still be committed once a quorum is back; never a queued job
+        record = await retrying(stored, "reading the record")
+        assert record is None or record.state is JobState.scheduled
+        await client.submit(spec, check_fleet=False)  # submitting again finishes it, once
+        queue = await client.js.stream_info(client.names.jobs_stream)
+        assert queue.state.messages == 1 and (await client.store.get("refused")).state is JobState.scheduled
+        print(f"\nrefused while only {survivor} was up; queued once on the second submission")
+    finally:
         await client.close()

@@ -1,9 +1,10 @@
 """Failure classes through a real agent: a job that can never run fails on attempt 1 with one sentence,
 a job that hit a transient fault is retried and then completes.
 
-Permanent: rows the recipe rejects (uploaded past the client, as any NATS publisher can), a local model
-path that does not exist on the node, a hub id on an agent run ``--offline``. Transient: a rank SIGKILLed
-mid-run. The real DPO recipe and torchrun run the rows case; the other two fail before any rank starts.
+Permanent: rows the row schema rejects (uploaded past the client, as any NATS publisher can), a local
+model path that does not exist on the node, a hub id on an agent run ``--offline`` (these three the agent
+finds before any rank starts), and a model directory whose config.json is broken (found by the real DPO
+recipe under torchrun, which exits EXIT_BAD_JOB with its one line). Transient: a rank SIGKILLed mid-run.
 """
 
 from __future__ import annotations
@@ -15,34 +16,41 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import NOOP, agents_up, processes_matching, wait_for
+from support import NOOP, ROWS, agents_up, processes_matching, wait_for
 
 from trl_nats.client import Client
 from trl_nats.messages import JobSpec, JobState, StatusEvent, TrainingParams
 
 pytestmark = pytest.mark.integration
 
-ROWS = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(4)]
 BAD_ROWS = ROWS[:1] + [{"prompt": "p1", "rejected": "bad"}] + ROWS[2:]  # row 2 has no "chosen"
+
+BROKEN = "<a model directory with a broken config.json>"
 
 # (case, model (None: the tiny local model), rows, what the one sentence must say)
 PERMANENT = [
     ("bad rows on the agent", None, BAD_ROWS, ["row 2", "chosen"]),
+    ("model the recipe cannot load", BROKEN, ROWS, [BROKEN]),
     ("missing local model", "/nonexistent/models/tiny-typo", ROWS, ["/nonexistent/models/tiny-typo", "does not exist"]),
     ("hub id, agent offline", "some-org/not-downloaded", ROWS, ["some-org/not-downloaded", "offline", "local model path"]),
 ]  # fmt: skip
 
 
-async def test_permanent_errors_fail_on_attempt_1_with_their_sentence(settings, start_agent, tiny_model):
+async def test_permanent_errors_fail_on_attempt_1_with_their_sentence(settings, start_agent, tiny_model, tmp_path):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{this is not json")
     start_agent("offline-agent", extra=["--offline"])
     client = await Client.connect(settings)
     try:
         await wait_for(lambda: agents_up(client, 1), "the agent to heartbeat")
         for i, (case, model, rows, said) in enumerate(PERMANENT):
+            model = {None: str(tiny_model), BROKEN: str(broken)}.get(model, model)
+            said = [str(broken) if s == BROKEN else s for s in said]
             data = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
             spec = JobSpec(
                 job_id=f"permanent-{i}",
-                model=model or str(tiny_model),
+                model=model,
                 dataset=await client.upload_dataset(data),
                 max_attempts=3,
                 params=TrainingParams(max_steps=2),

@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,8 +21,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import SHIPPED_PREFERENCES, AgentProcess
+from support import SHIPPED as SHIPPED_PREFERENCES
+from support import AgentProcess
 
+from trl_nats.ports import free_port
 from trl_nats.server import EmbeddedNats
 
 pytestmark = pytest.mark.integration
@@ -33,12 +34,6 @@ ALICE = "sk-alice-0123456789abcdef"
 BOB = "sk-bob-0123456789abcdef"
 TERMINAL = ("succeeded", "failed", "cancelled")
 WAIT_S = 600  # a hang guard only
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dpo_lines(n: int, start: int = 0) -> bytes:
@@ -545,3 +540,22 @@ def test_the_sdk_example_runs_against_the_service(stack: Stack) -> None:
     assert proc.stdout.count(": succeeded, model at ") == 2, proc.stdout
     valid = [line for line in proc.stdout.splitlines() if "valid_loss" in line]
     assert valid and any("valid_loss None" not in line for line in valid), proc.stdout
+
+
+def test_a_retried_create_with_an_idempotency_key_returns_the_same_job(stack: Stack) -> None:
+    client = stack.client()
+    f = upload(client, "retry.jsonl", dpo_lines(4, start=30))
+    body = {"model": stack.model, "training_file": f.id, "method": {"type": "dpo"}}
+    key = {"Idempotency-Key": "nightly-2026-12-01"}
+    first = client.fine_tuning.jobs.create(**body, extra_headers=key)
+    again = client.fine_tuning.jobs.create(**body, extra_headers=key)
+    assert again.id == first.id and again.seed == first.seed
+    assert [j.id for j in client.fine_tuning.jobs.list(limit=100).data].count(first.id) == 1
+    with pytest.raises(openai.ConflictError) as err:
+        client.fine_tuning.jobs.create(**{**body, "suffix": "other"}, extra_headers=key)
+    assert err.value.body["code"] == "idempotency_key_reused" and "new key" in err.value.body["message"]
+    other = client.fine_tuning.jobs.create(**body, extra_headers={"Idempotency-Key": "nightly-2026-12-02"})
+    assert other.id != first.id
+    for job_id in (first.id, other.id):  # they were only needed to exist
+        client.fine_tuning.jobs.cancel(job_id)
+        assert wait_job(client, job_id).status == "cancelled"

@@ -275,3 +275,31 @@ def test_serve_says_what_to_install_without_the_gateway(tmp_path) -> None:
     )
     assert proc.returncode == 2
     assert "pip install 'trl-nats-provider[openai]'" in proc.stderr
+
+
+def test_serve_hands_the_connection_to_the_gateway_by_environment() -> None:
+    from trl_nats.cli import build_parser
+    from trl_nats.serve import gateway_command, gateway_env
+
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--port",
+            "9000",
+            "--user",
+            "u",
+            "--password",
+            "secret",
+            "--servers",
+            "nats://a:1",
+            "--set",
+            "max_length=64",
+        ]
+    )
+    cmd = gateway_command(args)
+    assert "secret" not in " ".join(cmd)
+    assert cmd[cmd.index("--port") + 1] == "9000" and cmd[cmd.index("--set") + 1] == "max_length=64"
+    env = gateway_env(args, servers="nats://127.0.0.1:4333")  # --embedded: its own server wins
+    assert env["TRL_NATS_PASSWORD"] == "secret" and env["TRL_NATS_USER"] == "u"
+    assert env["TRL_NATS_SERVERS"] == "nats://127.0.0.1:4333"
+    assert gateway_env(args)["TRL_NATS_SERVERS"] == "nats://a:1"

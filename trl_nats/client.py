@@ -21,13 +21,14 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import anyio
-import msgspec
 from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NoKeysError, ObjectNotFoundError
 
-from trl_nats import retry
+from trl_nats import pausing, retry
+from trl_nats.artifacts.jobs import ArtifactsMixin
 from trl_nats.events import publish_event
+from trl_nats.fleet import FLEET_CACHE_S, Unschedulable, unschedulable_reason
 from trl_nats.messages import (
     AgentRecord,
     BadMessage,
@@ -38,21 +39,18 @@ from trl_nats.messages import (
     JobRecord,
     JobSpec,
     JobState,
-    Resources,
     StatusEvent,
     decode,
     encode,
     validate_spec,
 )
 from trl_nats.publishing import publish_once
+from trl_nats.rows import encode_rows
 from trl_nats.settings import NatsSettings, connect, permission_denied
 from trl_nats.store import IllegalTransition, JobNotFound, JobStore
 from trl_nats.topology import Topology, ensure_topology
 
 log = logging.getLogger(__name__)
-
-_row_encoder = msgspec.json.Encoder(order="sorted")
-FLEET_CACHE_S = 2.0  # how stale the fleet may be when checking that a new job fits some agent
 
 
 class JobAlreadyFinished(ValueError):
@@ -61,54 +59,14 @@ class JobAlreadyFinished(ValueError):
         self.record = record
 
 
-class Unschedulable(ValueError):
-    """No agent in the fleet could ever run the job as asked; ``str()`` says what the fleet has."""
-
-
-def hosts_for(resources: Resources, agents: list[AgentRecord]) -> list[AgentRecord]:
-    """The agents that could host one node of a job needing ``resources`` (when idle).
-
-    An agent advertises every single-node pool it serves; serving the job's node pool means
-    enough GPUs of the right type, so routing and this check can never disagree.
-    """
-    return [a for a in agents if resources.node_pool in a.pools]
-
-
-def unschedulable_reason(resources: Resources, agents: list[AgentRecord]) -> str | None:
-    """Why no agent in ``agents`` could ever run the job, or None if some could (or none is up to ask)."""
-    if not agents:
-        return None
-    hosts = hosts_for(resources, agents)
-    if len(hosts) >= resources.nodes:
-        return None
-    gtype = resources.gpu_type or "any type"
-    need = f"{resources.nodes} node(s) with {resources.gpus_per_node} GPU(s) of {gtype} each"
-    fleet = ", ".join(f"{a.agent_id} ({len(a.gpus)}x {a.gpus[0].name if a.gpus else '-'})" for a in agents[:8]) + (
-        f" and {len(agents) - 8} more" if len(agents) > 8 else ""
-    )
-    return (
-        f"no agent in the fleet can run this job: it needs {need} (pool {resources.pool}), "
-        f"and only {len(hosts)} of the {len(agents)} agent(s) up could host one node: {fleet}. "
-        "Ask for fewer GPUs per node or fewer nodes, or start agents that fit."
-    )
-
-
-def encode_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[bytes, int]:
-    """Rows as canonical JSON lines (sorted keys), so equal data has one content address."""
-    lines = []
-    for row in rows:
-        lines.append(_row_encoder.encode(row))
-    return (b"\n".join(lines) + b"\n" if lines else b""), len(lines)
-
-
-class Client:
+class Client(ArtifactsMixin):  # artifacts(), pull(), prune(): trl_nats/artifacts/jobs.py
     def __init__(self, nc: NATS, settings: NatsSettings, topo: Topology) -> None:
         self.nc = nc
         self.settings = settings
         self.names = settings.names
         self.topo = topo
         self.js = topo.js
-        self.store = JobStore(topo.jobs)
+        self.store = JobStore(topo.jobs, write_bound_s=settings.write_retry_s)
         self._fleet_cache: tuple[float, list[AgentRecord]] | None = None
 
     @classmethod
@@ -117,7 +75,11 @@ class Client:
         nc = await connect(settings, name=name)
         try:
             js = nc.jetstream(timeout=settings.request_timeout)
-            topo = await retry.retry_write(lambda: ensure_topology(js, settings), "the JetStream streams and buckets")
+            topo = await retry.retry_write(
+                lambda: ensure_topology(js, settings),
+                "the JetStream streams and buckets",
+                bound_s=settings.write_retry_s,
+            )
         except BaseException:
             await nc.close()
             raise
@@ -149,7 +111,7 @@ class Client:
                 return DatasetRef(object=name, sha256=digest, rows=count, bytes=len(data))
         except ObjectNotFoundError:
             pass
-        await retry.obj_put(self.topo.datasets, name, data, what=f"dataset {name}")
+        await retry.obj_put(self.topo.datasets, name, data, what=f"dataset {name}", bound_s=self.settings.write_retry_s)
         return DatasetRef(object=name, sha256=digest, rows=count, bytes=len(data))
 
     async def upload_dataset_file(self, path: str | os.PathLike[str]) -> DatasetRef:
@@ -186,8 +148,9 @@ class Client:
                 f"the record of job {spec.job_id}",
                 exc.waited_s,
                 exc.cause,
-                "Nothing was queued, so no job will run. Submitting the same job id again is safe: it never "
-                "starts a second job.",
+                "Nothing was queued, so this job will not run. Submitting the same job id again is safe: it never "
+                "starts a second job (and if the record did land after all, `trl-nats jobs` lists it as "
+                "scheduled until you do).",
             ) from exc
         if not created and record.state is not JobState.scheduled:
             return Job(self, spec.job_id)
@@ -200,6 +163,7 @@ class Client:
                 payload,
                 record.job_id,
                 timeout=self.settings.request_timeout,
+                bound_s=self.settings.write_retry_s,
             )
         except retry.NotWritten as exc:
             raise retry.NotWritten(
@@ -309,12 +273,12 @@ class Client:
         record = await self.store.get(job_id)
         if record.state.terminal:
             raise JobAlreadyFinished(record)
-        if record.state is JobState.scheduled:
+        if record.state in (JobState.scheduled, JobState.paused):
             try:
                 record = await self.store.transition(
                     job_id,
                     JobState.cancelled,
-                    allowed_from=frozenset({JobState.scheduled}),
+                    allowed_from=frozenset({JobState.scheduled, JobState.paused}),
                     change=lambda r: {"cancel_requested": True, "error": reason},
                 )
                 await self._publish_status(record, JobState.cancelled, reason, msg_suffix="cancelled")
@@ -326,8 +290,8 @@ class Client:
         try:
             record = await self.store.transition(
                 job_id,
-                JobState.in_progress,
-                allowed_from=frozenset({JobState.in_progress}),
+                JobState.in_progress,  # stays pausing if it is (see JobStore.transition)
+                allowed_from=frozenset({JobState.in_progress, JobState.pausing}),
                 change=lambda r: {"cancel_requested": True},
             )
         except IllegalTransition as exc:
@@ -365,6 +329,14 @@ class Job:
 
     async def cancel(self, reason: str = "cancelled by user") -> JobRecord:
         return await self.client.cancel(self.id, reason)
+
+    async def pause(self) -> JobRecord:
+        """Pause: a queued job leaves the queue; a running one saves a checkpoint at its next step and stops."""
+        return await pausing.pause(self.client, self.id)
+
+    async def resume(self) -> JobRecord:
+        """Queue a paused job again; any agent continues it from its stored checkpoint."""
+        return await pausing.resume(self.client, self.id)
 
     async def events(self, from_start: bool = True, until_done: bool = True) -> AsyncIterator[Event]:
         """The job's events: its whole history first (``from_start``), then live ones.

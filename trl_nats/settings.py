@@ -47,6 +47,9 @@ class NatsSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # How often the client pings its server: a frozen (SIGSTOPped, partitioned) server keeps its TCP
     # socket open, so only unanswered pings (2 in a row) make the client move to another node
     ping_interval_s: float = 3.0
+    # How long a client's write (submit, cancel, upload) retries through an election before it fails
+    # saying what was not written (trl_nats/retry.py); agents keep their own, longer, patience
+    write_retry_s: float = 60.0
     # a claimed job's message is redelivered this long after its agent stops keeping it alive
     ack_wait_s: float = 30.0
     # JetStream's safety net on redeliveries (the job's max_attempts decides retries); then an advisory

@@ -22,9 +22,14 @@ log = logging.getLogger(__name__)
 
 S = JobState
 LEGAL: dict[JobState, frozenset[JobState]] = {
-    S.scheduled: frozenset({S.in_progress, S.cancelled, S.failed}),
+    # -> paused: paused while queued (its message is dropped when an agent meets it)
+    S.scheduled: frozenset({S.in_progress, S.cancelled, S.failed, S.paused}),
     # in_progress -> in_progress: progress updates by the owner; -> scheduled: retry
-    S.in_progress: frozenset({S.in_progress, S.completed, S.failed, S.cancelled, S.scheduled}),
+    S.in_progress: frozenset({S.in_progress, S.completed, S.failed, S.cancelled, S.scheduled, S.pausing}),
+    # the owner saves, stores and stops (-> paused), or the run ended first (completed, failed, retry, cancel)
+    S.pausing: frozenset({S.pausing, S.paused, S.completed, S.failed, S.cancelled, S.scheduled}),
+    # resume re-queues it; cancel ends it
+    S.paused: frozenset({S.scheduled, S.cancelled}),
     S.completed: frozenset(),
     S.failed: frozenset(),
     S.cancelled: frozenset(),
@@ -66,14 +71,17 @@ class LostClaim(RuntimeError):
 
 
 class JobStore:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, *, write_bound_s: float = retry.WRITE_BOUND_S) -> None:
         self.kv = kv
+        self.write_bound_s = write_bound_s  # how long a write rides out an election (trl_nats/retry.py)
 
     async def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
         """Store a new record; if the id exists already, return the existing one and False."""
         check_job_id(record.job_id)
         try:
-            await retry.kv_create(self.kv, record.job_id, encode(record), what=f"job record {record.job_id}")
+            await retry.kv_create(
+                self.kv, record.job_id, encode(record), what=f"job record {record.job_id}", bound_s=self.write_bound_s
+            )
             return record, True
         except KeyWrongLastSequenceError:
             return await self.get(record.job_id), False
@@ -125,10 +133,14 @@ class JobStore:
         """
         for _ in range(retries):
             record, revision = await retry.retry_write(
-                lambda: self.get_with_revision(job_id), f"job {job_id} -> {to.value} (reading it first)"
+                lambda: self.get_with_revision(job_id),
+                f"job {job_id} -> {to.value} (reading it first)",
+                bound_s=self.write_bound_s,
             )
             if owner is not _UNSET and (record.owner != owner or (attempt is not None and record.attempt != attempt)):
                 raise LostClaim(record, owner if isinstance(owner, str) else None, attempt)
+            if to is S.in_progress and record.state is S.pausing:
+                to = S.pausing  # the owner's progress writes never undo a pause the user asked for
             if to not in LEGAL[record.state] or (allowed_from is not None and record.state not in allowed_from):
                 raise IllegalTransition(record, to)
             fields = dict(change(record)) if change else {}
@@ -140,7 +152,14 @@ class JobStore:
                 fields.setdefault("finished_at", t)
             new = msgspec.structs.replace(record, state=to, **fields)
             try:
-                await retry.kv_update(self.kv, job_id, encode(new), revision, what=f"job {job_id} -> {to.value}")
+                await retry.kv_update(
+                    self.kv,
+                    job_id,
+                    encode(new),
+                    revision,
+                    what=f"job {job_id} -> {to.value}",
+                    bound_s=self.write_bound_s,
+                )
                 return new
             except KeyWrongLastSequenceError:
                 continue  # someone else wrote between our read and write: re-read and re-decide

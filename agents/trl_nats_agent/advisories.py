@@ -2,7 +2,7 @@
 
 Such a message stays in the work-queue stream, unseen, unless someone acts.
 JetStream announces it with a MAX_DELIVERIES advisory, a plain NATS message:
-every agent listens in one queue group, so one of them handles each. An
+every agent listens in one queue group (on ``Names.jobs_max_deliveries``), so one of them handles each. An
 advisory sent while no agent is connected is lost (a stream does not capture
 this advisory on nats-server 2.15), so each agent also sweeps at start and
 then every few minutes: a pool consumer with nothing pending and nothing in
@@ -22,8 +22,10 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 
-from trl_nats.messages import JobRecord, JobSpec, JobState, StatusEvent, decode, valid_job_id
+from trl_nats.events import EventSink, fail_job
+from trl_nats.messages import JobRecord, JobSpec, JobState, decode, valid_job_id
 from trl_nats.store import IllegalTransition, JobNotFound, JobStore
+from trl_nats.subjects import Names
 
 log = logging.getLogger(__name__)
 
@@ -31,26 +33,23 @@ QUEUE_GROUP = "trl-nats-agents"
 SWEEP_EVERY_S = 300.0
 
 
-def advisory_subject(stream: str) -> str:
-    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.*"
-
-
 class MaxDeliveriesWatcher:
     def __init__(
         self,
         js,
         store: JobStore,
-        stream: str,
+        names: Names,
         *,
         owner_alive: Callable[[JobRecord], Awaitable[bool]],
-        emit: Callable[[JobRecord, StatusEvent], None],
+        sink: EventSink,
         agent_id: str,
     ) -> None:
         self.js = js
         self.store = store
-        self.stream = stream
+        self.names = names
+        self.stream = names.jobs_stream
         self.owner_alive = owner_alive
-        self.emit = emit
+        self.sink = sink  # the buffered event publisher's put
         self.agent_id = agent_id
         self.handled = 0
 
@@ -117,19 +116,7 @@ class MaxDeliveriesWatcher:
                 return
             if record is not None and not record.state.terminal:
                 with contextlib.suppress(IllegalTransition, JobNotFound):
-                    record = await self.store.transition(
-                        job_id, JobState.failed, change=lambda r: {"owner": None, "error": reason}
-                    )
-                    self.emit(
-                        record,
-                        StatusEvent(
-                            job_id=job_id,
-                            attempt=record.attempt,
-                            state=JobState.failed,
-                            agent=self.agent_id,
-                            message=reason,
-                        ),
-                    )
+                    await fail_job(self.store, self.sink, self.names, job_id, reason, agent=self.agent_id)
         log.error("submission %s (seq %d): %s; removing it from the queue", job_id or "?", seq, reason)
         with contextlib.suppress(Exception):
             await self.js.delete_msg(self.stream, seq)

@@ -21,7 +21,7 @@ from trl_nats.publishing import EventPublisher
 from trl_nats.settings import NatsSettings, connect
 from trl_nats.store import JobStore
 from trl_nats.topology import ensure_topology
-from trl_nats_agent.advisories import QUEUE_GROUP, MaxDeliveriesWatcher, advisory_subject
+from trl_nats_agent.advisories import QUEUE_GROUP, MaxDeliveriesWatcher
 from trl_nats_agent.attempt import Attempts
 from trl_nats_agent.checkpoints import CheckpointStore
 from trl_nats_agent.claims import Claims
@@ -102,16 +102,14 @@ class Agent:
         advisories = MaxDeliveriesWatcher(
             js,
             store,
-            self.settings.names.jobs_stream,
+            self.settings.names,
             owner_alive=node.owner_alive,
-            emit=lambda rec, ev: events.emit(rec.spec, rec.attempt, ev, run=rec.runs),
+            sink=publisher.put,
             agent_id=self.id,
         )
         subs = [
             await nc.subscribe(self.settings.names.control(self.id), cb=self._on_control),
-            await nc.subscribe(
-                advisory_subject(self.settings.names.jobs_stream), queue=QUEUE_GROUP, cb=advisories.on_advisory
-            ),
+            await nc.subscribe(self.settings.names.jobs_max_deliveries, queue=QUEUE_GROUP, cb=advisories.on_advisory),
         ]
         log.info(
             "agent %s on %s (%s): %d %s slot(s), pools %s",

@@ -20,13 +20,14 @@ from typing import Protocol
 from trl_nats.messages import JobKind, JobRecord, JobState, LogEvent, StatusEvent, now
 from trl_nats.settings import NatsSettings
 from trl_nats.store import IllegalTransition, JobNotFound, JobStore, LostClaim
+from trl_nats_agent import pausing
 from trl_nats_agent.checkpoints import CheckpointStore, CheckpointStoreError
 from trl_nats_agent.job import RunningJob
 from trl_nats_agent.launcher import TrainingProcess, free_port, torchrun_command
 from trl_nats_agent.metrics import AgentMetrics
 from trl_nats_agent.node import Node
 from trl_nats_agent.outcome import Outcome, Settle, outcome
-from trl_nats_agent.preflight import model_problem
+from trl_nats_agent.preflight import model_problem, rows_problem
 from trl_nats_agent.recipes.contract import COMPLETE_MARKER, EXIT_BAD_JOB, bad_job_sentence, checkpoint_dir_name
 from trl_nats_agent.relay import EventSocket
 from trl_nats_agent.reporting import JobEvents, Progress, progress_fields
@@ -168,17 +169,19 @@ class Attempts:
         problem = model_problem(spec.model, offline=self.cfg.offline, cwd=job.workdir, node=self.cfg.node)
         if problem is not None:
             raise BadJob(problem)
-        # A retried multi-node job starts over: each node's checkpoints are its own (no shared
-        # filesystem is assumed), so the nodes could not agree on one to resume from.
-        resume = "never" if job.gang else await self._resume_point(job)
+        if job.gang:  # every node from the one stored checkpoint all can fetch, or all from the start
+            resume = await pausing.gang_resume_point(self.store, self.checkpoints, job)
+        else:
+            resume = await self._resume_point(job)
         args = ["--spec", str(spec_path), "--output", str(job.output_dir), "--resume", resume]
-        args += [
-            "--dataset",
-            str(await self.workspace.dataset(self.datasets, spec.dataset, job.workdir / "dataset.jsonl")),
-        ]
+        datasets = [("--dataset", spec.dataset, "dataset.jsonl", "training dataset")]
         if spec.eval_dataset is not None:
-            eval_path = await self.workspace.dataset(self.datasets, spec.eval_dataset, job.workdir / "eval.jsonl")
-            args += ["--eval-dataset", str(eval_path)]
+            datasets.append(("--eval-dataset", spec.eval_dataset, "eval.jsonl", "evaluation dataset"))
+        for flag, ref, name, what in datasets:
+            path = await self.workspace.dataset(self.datasets, ref, job.workdir / name)
+            if (problem := await asyncio.to_thread(rows_problem, path, spec.kind, what)) is not None:
+                raise BadJob(problem)
+            args += [flag, str(path)]
         return args
 
     async def _resume_point(self, job: RunningJob) -> str:
@@ -238,6 +241,8 @@ class Attempts:
                 continue
             if record.cancel_requested and job.cancel_reason is None:
                 await self.cancel(job, record.error or "cancelled by user")
+            elif record.state is JobState.pausing:
+                pausing.request_pause(job.output_dir)
 
     async def _stop_proc(self, job: RunningJob) -> None:
         if job.proc:
@@ -279,6 +284,7 @@ class Attempts:
             cancel_reason=job.cancel_reason,
             handed_back=job.handed_back,
             lost_claim=job.lost_claim,
+            paused=pausing.stopped_at_pause(rc, job.output_dir),
             retry_backoff_s=self.cfg.retry_backoff_s,
             fetch_timeout_s=self.cfg.fetch_timeout_s,
         )
@@ -332,6 +338,8 @@ def _final_fields(r: JobRecord, end: Outcome, progress: dict) -> dict:
             fields["attempt"] = max(0, r.attempt - 1)  # a hand-back is not a failed attempt
     elif end.state is JobState.completed:
         fields.update(error=None, finished_at=now())
+    elif end.state is JobState.paused:
+        fields.update(pausing.paused_fields(r))
     else:
         fields["error"] = end.error
     return fields

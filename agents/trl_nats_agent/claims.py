@@ -20,21 +20,21 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import FetchTimeoutError
 
+from trl_nats.events import fail_job
 from trl_nats.messages import (
     Allocation,
     BadMessage,
     JobRecord,
     JobSpec,
     JobState,
-    StatusEvent,
     decode,
-    now,
     valid_job_id,
     validate_spec,
 )
 from trl_nats.settings import NatsSettings
 from trl_nats.store import IllegalTransition, JobNotFound, JobStore, LostClaim
 from trl_nats.topology import ensure_pool_consumer
+from trl_nats_agent import pausing
 from trl_nats_agent.job import RunningJob
 from trl_nats_agent.metrics import AgentMetrics
 from trl_nats_agent.node import Node
@@ -142,16 +142,15 @@ class Claims:
         if job_id is None:
             return
         with contextlib.suppress(JobNotFound, IllegalTransition, BadMessage):
-            await self.store.transition(
+            await fail_job(
+                self.store,
+                self.events.publisher.put,
+                self.nats.names,
                 job_id,
-                JobState.failed,
+                f"rejected: {reason}",
+                agent=self.id,
                 allowed_from=frozenset({JobState.scheduled}),
-                change=lambda r: {"error": f"rejected: {reason}"},
             )
-            status = StatusEvent(
-                job_id=job_id, attempt=0, state=JobState.failed, agent=self.id, message=f"rejected: {reason}"
-            )
-            self.events.emit_raw(self.nats.names.events(job_id), status, msg_id=f"{job_id}.rejected")
 
     async def check_claimable(self, msg: Msg, spec: JobSpec) -> JobRecord | None:
         """The job's record if this delivery may be claimed; otherwise settle the message and return None."""
@@ -160,8 +159,12 @@ class Claims:
         except JobNotFound:
             # published straight on NATS (e.g. `nats pub`), not through the client: adopt it
             record, _ = await self.store.create(JobRecord(job_id=spec.job_id, spec=spec))
-        if record.state.terminal:
-            await msg.ack()  # cancelled while waiting, or a duplicate of a finished job
+        if record.state.terminal or pausing.drop_delivery(record):
+            await msg.ack()  # cancelled or paused while waiting, or a duplicate of a finished job
+            return None
+        if record.state is JobState.in_progress and record.owner == self.id and spec.job_id in self.running:
+            # our own job, redelivered while we finish it (its final write rode out an election): not a new run
+            await msg.nak(delay=self.nats.ack_wait_s)
             return None
         if record.state is JobState.in_progress and record.owner != self.id:
             if await self.node.owner_alive(record):
@@ -181,27 +184,14 @@ class Claims:
         record = await self.check_claimable(msg, spec)
         if record is None:
             return None
-        attempt = record.attempt + 1
         alloc = Allocation(agent=self.id, node=self.cfg.node, gpus=gpus, gpu_type=self.node.gpu_type)
         try:
-            record = await self.store.transition(
-                spec.job_id,
-                JobState.in_progress,
-                owner=record.owner,  # nobody else may have claimed it since we looked
-                attempt=record.attempt,
-                allowed_from=frozenset({JobState.scheduled, JobState.in_progress}),
-                change=lambda r: {
-                    "owner": self.id,
-                    "attempt": attempt,
-                    "runs": r.runs + 1,
-                    "allocation": [alloc],
-                    "started_at": now(),
-                },
-            )
+            record = await self.store.claim(record, self.id, [alloc])
         except (LostClaim, IllegalTransition) as exc:
             log.info("job %s not claimed: %s", spec.job_id, exc)
             await msg.nak(delay=self.cfg.retry_backoff_s)
             return None
+        attempt = record.attempt
         job = self.workspace.new_job(record.spec, attempt, msg, gpus, run=record.runs)
         self.running[spec.job_id] = job
         self.metrics.claimed(record, fetched_at)
@@ -212,11 +202,5 @@ class Claims:
         reason = f"gave up after {record.attempt} attempt(s)" + (
             f"; last error: {record.error}" if record.error else ""
         )
-        with contextlib.suppress(IllegalTransition, LostClaim):
-            record = await self.store.transition(
-                record.job_id, JobState.failed, change=lambda r: {"owner": None, "error": reason}
-            )
-            status = StatusEvent(
-                job_id=record.job_id, attempt=record.attempt, state=JobState.failed, agent=self.id, message=reason
-            )
-            self.events.emit(record.spec, record.attempt, status, run=record.runs)
+        with contextlib.suppress(IllegalTransition, JobNotFound):
+            await fail_job(self.store, self.events.publisher.put, self.nats.names, record.job_id, reason, agent=self.id)

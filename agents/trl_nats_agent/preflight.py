@@ -3,6 +3,8 @@
 Only cheap ones: the model named by the job must be a saved model directory on
 this node (one with ``config.json``), or a hub id the node can reach; an agent
 run offline (``--offline``) reaches the hub only through its local hub cache.
+The dataset's rows must pass the one row schema (``trl_nats/rows.py``), checked
+here for datasets up to ``ROWS_CHECK_MAX_BYTES`` (the recipe checks them all again).
 Each problem is one sentence that says what to change; the attempt then ends
 as a bad job (see ``outcome.py``): failed at once, not retried.
 """
@@ -11,7 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trl_nats.messages import JobKind
+from trl_nats.rows import RowError, read_jsonl
 from trl_nats_agent.policy import is_hub_id
+
+# a larger dataset is left to the recipe: reading it twice would cost more than the early answer saves
+ROWS_CHECK_MAX_BYTES = 64 << 20
 
 
 def model_problem(model: str, *, offline: bool, cwd: Path, node: str) -> str | None:
@@ -47,3 +54,14 @@ def _in_hub_cache(repo_id: str) -> bool:
         return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
     except Exception:  # a malformed id for the hub client: not in the cache
         return False
+
+
+def rows_problem(path: Path, kind: JobKind, what: str = "dataset") -> str | None:
+    """Why the rows at ``path`` cannot train a ``kind`` job, or None (also None when the file is too big to check)."""
+    if path.stat().st_size > ROWS_CHECK_MAX_BYTES:
+        return None
+    try:
+        read_jsonl(path.read_bytes(), kind)
+    except RowError as exc:
+        return f"{what} {exc}"
+    return None

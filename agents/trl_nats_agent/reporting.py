@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
 
-from trl_nats.messages import CheckpointEvent, Event, JobRecord, JobSpec, JobState, LogEvent, MetricsEvent, encode
+from trl_nats.events import clock_seq, put_event
+from trl_nats.messages import CheckpointEvent, Event, JobRecord, JobSpec, JobState, LogEvent, MetricsEvent
 from trl_nats.publishing import EventPublisher
 from trl_nats.store import IllegalTransition, JobStore, LostClaim
 from trl_nats.subjects import Names
@@ -30,13 +30,8 @@ from trl_nats_agent.retrying import write_until_done
 log = logging.getLogger("trl_nats_agent")
 
 
-def events_base(names: Names, spec: JobSpec) -> str:
-    """The base subject of a job's events: the spec's own, else the default one."""
-    return spec.events_subject or names.events(spec.job_id)
-
-
 class JobEvents:
-    """Publishes a job's events (never blocking: the publisher queues them)."""
+    """Publishes a job's events (never blocking: the publisher queues them); subjects from ``trl_nats.events``."""
 
     def __init__(self, publisher: EventPublisher, names: Names) -> None:
         self.publisher = publisher
@@ -45,21 +40,18 @@ class JobEvents:
     def emit(
         self, spec: JobSpec, attempt: int, event: Event, job: RunningJob | None = None, *, run: int | None = None
     ) -> None:
+        """Number ``event`` (per claim for a running attempt, by the clock otherwise) and queue it."""
         if job is not None:
             job.seq += 1
             seq, run = job.seq, job.run
         else:
-            seq = int(time.time() * 1000)
+            seq = clock_seq()
         event = msgspec.structs.replace(event, seq=seq)
         msg_id = self.names.event_msg_id(spec.job_id, run if run is not None else attempt, seq)
-        self.emit_raw(events_base(self.names, spec), event, msg_id=msg_id)
+        put_event(self.publisher.put, self.names, spec, event, msg_id=msg_id)
 
     def emit_log(self, spec: JobSpec, attempt: int, line: str, level: str = "info") -> None:
         self.emit(spec, attempt, LogEvent(job_id=spec.job_id, attempt=attempt, level=level, line=line))
-
-    def emit_raw(self, base: str, event: Event, *, msg_id: str) -> None:
-        kind = type(event).__struct_config__.tag
-        self.publisher.put(self.names.event(base, kind), encode(event), msg_id)
 
 
 class Progress:
@@ -102,22 +94,21 @@ class Progress:
     async def _store_checkpoint(self, job: RunningJob, event: CheckpointEvent, previous: asyncio.Task | None) -> None:
         """Store a checkpoint for resume, then announce it and record it (the latest complete one, if it is)."""
         ckpt = event.checkpoint
-        if not ckpt.final:
-            try:
-                if not Path(ckpt.path).resolve().is_relative_to(job.output_dir.resolve()):
-                    raise CheckpointStoreError(f"checkpoint path {ckpt.path} is outside the job's output dir")
-                stored = await self.checkpoints.store(job.spec.job_id, Path(ckpt.path))
-                ckpt = msgspec.structs.replace(ckpt, location=stored.location, sha256=stored.sha256, bytes=stored.size)
-            except (CheckpointStoreError, OSError) as exc:
-                log.error("job %s: checkpoint %s not stored: %s", job.spec.job_id, ckpt.path, exc)
-                self.events.emit(
-                    job.spec,
-                    job.attempt,
-                    LogEvent(
-                        job_id=job.spec.job_id, attempt=job.attempt, level="error", line=f"checkpoint not stored: {exc}"
-                    ),
-                    job,
-                )
+        try:  # checkpoints and the final model alike: anyone can pull them from the store
+            if not Path(ckpt.path).resolve().is_relative_to(job.output_dir.resolve()):
+                raise CheckpointStoreError(f"checkpoint path {ckpt.path} is outside the job's output dir")
+            stored = await self.checkpoints.store(job.spec.job_id, Path(ckpt.path), ckpt.step)
+            ckpt = msgspec.structs.replace(ckpt, location=stored.location, sha256=stored.sha256, bytes=stored.size)
+        except (CheckpointStoreError, OSError) as exc:
+            log.error("job %s: checkpoint %s not stored: %s", job.spec.job_id, ckpt.path, exc)
+            self.events.emit(
+                job.spec,
+                job.attempt,
+                LogEvent(
+                    job_id=job.spec.job_id, attempt=job.attempt, level="error", line=f"checkpoint not stored: {exc}"
+                ),
+                job,
+            )
         if previous is not None:
             with contextlib.suppress(Exception):
                 await previous  # events and the record list checkpoints in the order they were written

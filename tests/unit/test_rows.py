@@ -11,6 +11,7 @@ format only: they are tested in ``test_provider_unit.py``.)
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -102,15 +103,21 @@ def provider(tmp_path: Path, kind: JobKind, rows: list) -> list[dict]:
     return check(rows, "ds")
 
 
+RECIPE_VALIDATORS = ("trl_nats_agent.recipes.data", "trl_nats_agent.recipes.common")
+
+
 def _recipe_validator():
-    for module in ("trl_nats_agent.recipes.data", "trl_nats_agent.recipes.common"):
+    """The recipes' own dataset check (``validate_rows(path, kind)``), wherever the recipes keep it."""
+    if importlib.util.find_spec("trl_nats_agent") is None:
+        pytest.skip("the agent (and its recipes) is not installed here")
+    for module in RECIPE_VALIDATORS:
         try:
             found = importlib.import_module(module)
         except ModuleNotFoundError:
             continue
         if hasattr(found, "validate_rows"):
             return found.validate_rows
-    pytest.skip("the recipes are not installed here")
+    pytest.fail(f"no validate_rows in {', '.join(RECIPE_VALIDATORS)}: point RECIPE_VALIDATORS at the recipes' check")
 
 
 def recipe(tmp_path: Path, kind: JobKind, rows: list) -> None:

@@ -14,6 +14,8 @@ from trl_nats.messages.codec import SCHEMA, BadMessage, JobId, NonNegFloat, NonN
 class JobState(enum.StrEnum):
     scheduled = "scheduled"  # queued, waiting for an agent with room
     in_progress = "in_progress"  # claimed by an agent, training
+    pausing = "pausing"  # pause asked: the agent saves a checkpoint at the next step, stores it, stops
+    paused = "paused"  # stopped at a stored checkpoint; holds no GPUs, in no queue; resume re-queues it
     completed = "completed"  # finished, final model saved
     failed = "failed"  # gave up: error holds the reason
     cancelled = "cancelled"  # stopped at a user's request
@@ -91,7 +93,8 @@ class LoraParams(Struct, forbid_unknown_fields=True, kw_only=True):
     rank: Annotated[int, Meta(ge=1, le=1024)] = 8
     alpha: Annotated[float, Meta(gt=0)] = 16.0
     dropout: Annotated[float, Meta(ge=0.0, lt=1.0)] = 0.05
-    target_modules: list[str] | None = None  # None: the model family's defaults
+    target_modules: list[str] | None = None  # None or ["all-linear"]: every linear layer but the output head
+    merge: bool | None = None  # also write the base model with the adapter merged in (None: sft yes, dpo no)
 
 
 class TrainingParams(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -108,7 +111,9 @@ class TrainingParams(Struct, forbid_unknown_fields=True, kw_only=True):
     max_steps: Annotated[int, Meta(ge=1, le=100_000_000)] | None = None
     per_device_batch_size: Annotated[int, Meta(ge=1, le=4096)] = 2
     gradient_accumulation_steps: Annotated[int, Meta(ge=1, le=4096)] = 1
-    max_length: Annotated[int, Meta(ge=8, le=1_048_576)] = 512
+    max_length: Annotated[int, Meta(ge=8, le=1_048_576)] | None = None  # None: the model's context length
+    max_prompt_length: Annotated[int, Meta(ge=1, le=1_048_576)] | None = None  # None: half of max_length
+    padding_free: bool | None = None  # pack DPO sequences without padding (None: where shown correct)
     dtype: str = "auto"
     activation_checkpointing: bool | None = None
     cpu_offload: bool = False
@@ -149,9 +154,9 @@ class Checkpoint(Struct, forbid_unknown_fields=True, kw_only=True):
     created_at: float = field(default_factory=now)
     metrics: dict[str, float] = field(default_factory=dict)
     final: bool = False
-    # where any agent can fetch it from to resume: a directory path, or nats-obj://<bucket>/<object>
+    # where any agent or client can fetch it: a directory path, or nats://<bucket>/<job>/<name> (trl_nats/artifacts)
     location: str | None = None
-    sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
+    sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")] | None = None  # of the artifact's manifest
     bytes: NonNegInt | None = None
 
 
@@ -210,8 +215,8 @@ def validate_spec(spec: JobSpec) -> JobSpec:
         raise BadMessage(f"params.dtype {p.dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
     if p.optimizer not in OPTIMIZERS:
         raise BadMessage(f"params.optimizer {p.optimizer!r} is not supported; choose one of {', '.join(OPTIMIZERS)}")
-    if p.lora is not None and spec.kind is not JobKind.sft:
-        raise BadMessage("params.lora is only supported for sft jobs")
+    if p.max_length is not None and p.max_prompt_length is not None and p.max_prompt_length >= p.max_length:
+        raise BadMessage("params.max_prompt_length must be below params.max_length, to leave room for a completion")
     if ".." in spec.model.replace("\\", "/").split("/"):
         raise BadMessage(f"model {spec.model!r} must not contain '..' path segments")
     if spec.output_dir is not None and ".." in spec.output_dir.replace("\\", "/").split("/"):

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trl_nats.settings import add_connection_args
+from trl_nats.settings import ENV_PREFIX, add_connection_args
 
 GATEWAY_MODULE = "trl_nats_provider.openai"
 INSTALL_HINT = (
@@ -60,7 +60,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return s
 
 
-def gateway_command(args: argparse.Namespace, servers: str | None = None) -> list[str]:
+def gateway_command(args: argparse.Namespace) -> list[str]:
     cmd = [
         sys.executable,
         "-m",
@@ -76,11 +76,17 @@ def gateway_command(args: argparse.Namespace, servers: str | None = None) -> lis
         cmd += ["--api-keys-file", args.api_keys_file]
     for pair in args.set:
         cmd += ["--set", pair]
+    return cmd
+
+
+def gateway_env(args: argparse.Namespace, servers: str | None = None) -> dict[str, str]:
+    """The connection flags as the TRL_NATS_* variables the gateway reads (a password stays off its command line)."""
+    env = dict(os.environ)
     for name in _PASSED:
         value = servers if name == "servers" and servers else getattr(args, name, None)
         if value:
-            cmd += [f"--{name.replace('_', '-')}" if name != "creds_file" else "--creds", value]
-    return cmd
+            env[ENV_PREFIX + name.upper()] = value
+    return env
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 cmd += ["--device", args.device, "--slots", str(args.slots), "--log-level", "WARNING"]
                 agent = subprocess.Popen(cmd, env=dict(os.environ, TRL_NATS_SERVERS=server.url))
                 print(f"agent started ({args.device}, state {state / 'agent'})", flush=True)
-        gateway = subprocess.Popen(gateway_command(args, servers))
+        gateway = subprocess.Popen(gateway_command(args), env=gateway_env(args, servers))
         print(f"OpenAI API: http://{args.host}:{args.port}/v1 (OpenAI(base_url=...))", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: gateway.terminate())
         try:

@@ -163,24 +163,10 @@ class Leader:
     ) -> RunningJob | None:
         """Every node is in: claim the job for the gang (CAS), then tell the members to start."""
         jid = spec.job_id
-        attempt = record.attempt + 1
         gpu_type = self.node.gpu_type
         allocation = [Allocation(agent=m.agent, node=m.node, gpus=m.gpus, gpu_type=gpu_type) for m in gang.members]
         try:
-            claimed = await self.store.transition(
-                jid,
-                JobState.in_progress,
-                owner=record.owner,
-                attempt=record.attempt,
-                allowed_from=frozenset({JobState.scheduled, JobState.in_progress}),
-                change=lambda r: {
-                    "owner": self.id,
-                    "attempt": attempt,
-                    "runs": r.runs + 1,
-                    "allocation": allocation,
-                    "started_at": now(),
-                },
-            )
+            claimed = await self.store.claim(record, self.id, allocation)
         except (LostClaim, IllegalTransition) as exc:
             log.info("gang %s formed but the job was not claimed: %s", jid, exc)
             await self._abort(jid, f"job not claimable: {exc}")
@@ -189,6 +175,7 @@ class Leader:
             else:
                 await msg.nak(delay=self.cfg.retry_backoff_s)
             return None
+        attempt = claimed.attempt
         running = protocol.start(gang, attempt, now())
         try:
             await self.board.update(running, revision)

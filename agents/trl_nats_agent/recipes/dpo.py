@@ -1,32 +1,24 @@
-"""DPO recipe: one job spec in, a preference-tuned model out. Runs on every torchrun rank.
+"""DPO recipe: one job spec in, a preference-tuned model (or LoRA adapter) out. Runs on every torchrun rank.
 
     torchrun --nproc_per_node=N -m trl_nats_agent.recipes.dpo \
         --spec spec.json --dataset rows.jsonl [--eval-dataset eval.jsonl] --output OUT [--resume auto]
 
-Rows: ``{"prompt", "chosen", "rejected"}`` as strings, or as message lists
-(conversational: the tokenizer's chat template renders them).
+Rows: ``{"prompt", "chosen", "rejected"}`` as strings, or as message lists (the chat template renders them).
+Reads top to bottom: setup (the shared preamble in ``run_setup``, then the DPO config and trainer) ->
+train -> save_checkpoint -> cleanup.
 
-The policy is loaded here; the reference model is left to TRL, which loads
-it again from ``model.config._name_or_path`` (an absolute path for a local
-model). With several ranks both are sharded with FSDP2 (see
-``common.RecipeTrainerMixin`` for how that works on CPU too).
-
-With ``precompute_ref`` (by default whenever the run uses at least half the
-dataset: see ``performance``) the reference log-probabilities are computed
-once, before training, by the initial policy itself, and no reference model
-is kept; they are cached (``ref_cache``) so that a retried attempt or another
-job on the same dataset and model reads them instead. TRL tokenizes the
-dataset on rank 0 first (``global_then_local_main_first``) into the Arrow
-cache under ``OUTPUT_DIR``, and the other ranks, and later attempts, load it.
-
-The command line, environment, exit codes and output layout are in ``common``.
+- Reference: the initial policy. Full fine-tune: TRL loads it again from ``model.config._name_or_path``;
+  LoRA (``params.lora``): the base model with the adapter switched off, no second copy. With
+  ``precompute_ref`` (see ``performance``) its log-probs are computed once before training and cached
+  (``ref_cache``) for retries and for other jobs on the same data and model.
+- Long rows are cut to fit the length budget (``lengths``), with a ``data:`` event.
+- Padding-free batches where shown correct (``packing``), else length-grouped batches.
+- Several ranks shard policy and reference with FSDP2 (``trainer.RecipeTrainerMixin``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -38,10 +30,15 @@ from trl import DPOConfig, DPOTrainer
 
 from trl_nats.messages import JobKind
 
-from . import common, performance, ref_cache
-from .common import RecipeArgs, RecipeTrainerMixin
+from . import checkpoints, failures, lengths, modeling, packing, ref_cache, run_setup, runtime
 from .events import EventEmitter
+from .performance import Choice
 from .ref_cache import RefLogpsCache
+from .run_setup import RunSetup
+from .runtime import RecipeArgs, RecipeError
+from .trainer import RecipeTrainerMixin
+
+LENGTH_COLUMN = "trl_nats_length"
 
 
 @dataclass(frozen=True)
@@ -55,6 +52,15 @@ class CachedReference:
     @property
     def model_hash(self) -> str:
         return self.keys["train"][0]
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How the trainer forms micro-batches: packed with no padding, or padded and grouped by length."""
+
+    budget: lengths.LengthBudget
+    packed: Choice
+    log: Callable[[str], None]
 
 
 @contextlib.contextmanager
@@ -75,12 +81,34 @@ def _trl_model_hash(value: str | None) -> Iterator[None]:
 
 
 class _DPOTrainer(RecipeTrainerMixin, DPOTrainer):
-    """TRL's DPOTrainer with FSDP2 on CPU, plain Adam (see RecipeTrainerMixin), and cached reference log-probs."""
+    """TRL's DPOTrainer with FSDP2 on CPU, plain Adam, cached reference log-probs, the length budget and
+    padding-free batches."""
 
-    def __init__(self, *args: Any, reference: CachedReference | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, reference: CachedReference | None, batching: Batching, **kwargs: Any) -> None:
         self.reference = reference
+        self.batching = batching
         with _trl_model_hash(reference.model_hash if reference else None):
             super().__init__(*args, **kwargs)
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        """TRL's tokenization without its drop of long prompts, then our budget (``lengths``) and lengths."""
+        from trl.trainer.utils import global_then_local_main_first
+
+        saved, args.max_length = args.max_length, None
+        try:
+            dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        finally:
+            args.max_length = saved
+        with global_then_local_main_first():
+            dataset = lengths.fit_dataset(dataset, self.batching.budget, dataset_name, self.batching.log)
+            if not self.batching.packed.on:
+                dataset = dataset.map(_row_length)
+        return dataset
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if not self.batching.packed.on and LENGTH_COLUMN not in self._signature_columns:
+            self._signature_columns.append(LENGTH_COLUMN)
 
     def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
         """TRL's precompute, behind the shared cache, and without TRL's own cache file.
@@ -94,6 +122,8 @@ class _DPOTrainer(RecipeTrainerMixin, DPOTrainer):
         from accelerate.utils import broadcast_object_list
         from datasets import Dataset, concatenate_datasets
 
+        if self.batching.packed.on:
+            install_packing(self)  # the precompute runs inside TRL's __init__: pack it the same way as training
         entry = self.reference.keys.get(name) if self.reference else None
         loaded = None
         if entry is not None:
@@ -143,145 +173,97 @@ class _DPOTrainer(RecipeTrainerMixin, DPOTrainer):
         return torch.cat(chosen).float(), torch.cat(rejected).float()
 
 
+def _row_length(example: dict[str, Any]) -> dict[str, int]:
+    """Tokens a pair puts in a padded micro-batch: the prompt and its longer completion."""
+    return {LENGTH_COLUMN: len(example["prompt_ids"]) + max(len(example["chosen_ids"]), len(example["rejected_ids"]))}
+
+
+def install_packing(trainer: _DPOTrainer) -> None:
+    """Pack the policy's (and a live reference model's) fused-head calls; see ``packing``."""
+    from accelerate.utils import is_peft_model
+
+    model = trainer.model.get_base_model() if is_peft_model(trainer.model) else trainer.model
+    packing.install(model)
+    if trainer.ref_model is not None:
+        packing.install(trainer.accelerator.unwrap_model(trainer.ref_model))
+
+
 class DPORecipe:
     def __init__(self, args: RecipeArgs) -> None:
         self.args = args
-        self.events = EventEmitter.from_env(rank=int(os.environ.get("RANK", 0)))
+        self.output = args.output
+        self.events = EventEmitter.from_env(rank=runtime.rank_from_env())
+        self.run: RunSetup | None = None
         self.trainer: _DPOTrainer | None = None
 
+    def batch_size(self) -> int | None:
+        return self.run.spec.params.per_device_batch_size if self.run else None
+
     def setup(self) -> None:
-        args = self.args
-        self.spec = spec = common.load_spec(args.spec, JobKind.dpo)
-        self.device = common.choose_device()
-        common.quiet_progress_bars()
-        self.dist = common.init_distributed(self.device)
-        params = spec.params
-        self.events.log(f"dpo job {spec.job_id}: {self.dist.world_size} process(es) on {self.device}")
+        run = self.run = run_setup.prepare(self.args, JobKind.dpo, self.events, what="preference pairs")
+        params = run.spec.params
+        lora = params.lora is not None
+        plan = run_setup.plan(run, uses_reference=True, trainable=not lora)
+        packed = packing.choose(params.padding_free, run.model)
+        self.events.log(f"performance: {packed.line('padding-free batches')}")
 
-        train, rows, conversational = common.load_rows(args.dataset, JobKind.dpo, args.output, self.dist)
-        evaluation = None
-        if args.eval_dataset is not None:
-            evaluation, _, _ = common.load_rows(args.eval_dataset, JobKind.dpo, args.output, self.dist)
-        self.events.log(f"loaded {rows} preference pairs ({'conversational' if conversational else 'plain text'})")
-
-        self.events.log(f"loading model {spec.model}")
-        precision = common.choose_precision(params, self.device, self.events)
-        tokenizer = common.load_tokenizer(spec)
-        common.check_chat_template(tokenizer, conversational, spec)
-        attention = performance.attention_implementation(self.device, precision.bf16 or precision.fp16)
-        model = common.load_model(spec, precision, attention)
-
-        fsdp = common.use_fsdp(params, self.device, self.dist)
-        plan = common.plan_performance(
-            spec,
-            model,
-            device=self.device,
-            precision=precision,
-            dist_info=self.dist,
-            fsdp=fsdp,
-            rows=rows,
-            uses_reference=True,
-            trainable=True,
-            events=self.events,
-        )
-        config_kwargs = common.base_config_kwargs(
-            spec,
-            output_dir=args.output,
-            device=self.device,
-            precision=precision,
-            fsdp=fsdp,
-            rows=rows,
-            world_size=self.dist.world_size,
-            has_eval=evaluation is not None,
-            plan=plan,
-            events=self.events,
-        )
-        config = DPOConfig(
-            **config_kwargs,
-            beta=params.beta,
-            loss_type=[params.loss_type],
-            precompute_ref_log_probs=plan.precompute_ref.on,
-            trust_remote_code=common.trust_remote_code(spec),
-        )
+        kwargs = run.config_kwargs()
+        if not packed.on and params.shuffle:
+            kwargs.update(train_sampling_strategy="group_by_length", length_column_name=LENGTH_COLUMN)
+        try:
+            config = DPOConfig(
+                **kwargs,
+                beta=params.beta,
+                loss_type=[params.loss_type],
+                precompute_ref_log_probs=plan.precompute_ref.on,
+            )
+        except ValueError as exc:
+            raise RecipeError(f"the job's hyperparameters are not accepted by TRL: {exc}") from None
         reference = None
         if plan.precompute_ref.on:
-            reference = self._cached_reference(config, tokenizer, model, precision, conversational)
+            keys = ref_cache.reference_keys(run, config, packed=packed.on)
+            reference = CachedReference(RefLogpsCache(ref_cache.cache_root(self.args.output)), keys, self.events.log)
         self.trainer = _DPOTrainer(
-            model=model,
-            ref_model=None,  # TRL reloads the reference from model.config._name_or_path
+            model=run.model,
+            ref_model=None,  # full: TRL reloads it from model.config._name_or_path; LoRA: the adapter switched off
             args=config,
-            train_dataset=train,
-            eval_dataset=evaluation,
-            processing_class=tokenizer,
-            callbacks=[common.EventsCallback(self.events, self.dist)],
+            train_dataset=run.train.dataset,
+            eval_dataset=run.evaluation.dataset if run.evaluation else None,
+            processing_class=run.tokenizer,
+            callbacks=run.callbacks(),
+            peft_config=modeling.lora_config(run.spec) if lora else None,
             optimizer_name=params.optimizer,
             reference=reference,
+            batching=Batching(run.budget, packed, self.events.log),
         )
-        self.events.log(
-            f"model ready: {'FSDP2 over ' + str(self.dist.world_size) + ' ranks' if fsdp else 'single replica'}, "
-            f"save every {config.save_steps} steps"
-        )
-
-    def _cached_reference(
-        self, config: DPOConfig, tokenizer, model, precision: common.Precision, conversational: bool
-    ) -> CachedReference:
-        """The cache keys of the reference log-probs: every input that changes them, and nothing else."""
-        import transformers
-        import trl
-
-        model_id = ref_cache.model_identity(
-            common.model_path(self.spec.model), getattr(model.config, "_commit_hash", None)
-        )
-        template = getattr(tokenizer, "chat_template", None)
-        tokenization = {
-            "trl": trl.__version__,
-            "max_length": config.max_length,
-            "truncation_mode": config.truncation_mode,
-            "ld_alpha": config.ld_alpha,
-            "conversational": conversational,
-            "chat_template": hashlib.sha256(str(template).encode()).hexdigest() if template else None,
-            "special_tokens": [tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token],
-        }
-        numerics = {
-            "device": self.device,
-            "dtype": str(precision.load_dtype),
-            "autocast": "bf16" if precision.bf16 else "fp16" if precision.fp16 else None,
-            "liger": bool(config.use_liger_kernel),
-            "attention": getattr(model.config, "_attn_implementation", None),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-        }
-        keys = {}
-        for name, path in (("train", self.args.dataset), ("eval", self.args.eval_dataset)):
-            if path is not None:
-                keys[name] = ref_cache.reference_key(
-                    dataset_sha256=ref_cache.file_sha256(path),
-                    model=model_id,
-                    tokenization=tokenization,
-                    numerics=numerics,
-                )
-        return CachedReference(RefLogpsCache(ref_cache.cache_root(self.args.output)), keys, self.events.log)
+        if packed.on:
+            install_packing(self.trainer)
+        what = f"LoRA rank {params.lora.rank}" if params.lora else "full fine-tune"
+        self.events.log(f"model ready ({what}): {run.layout()}, save every {config.save_steps} steps")
 
     def train(self) -> None:
         assert self.trainer is not None
-        resume = common.resume_checkpoint(self.args.resume, self.args.output, self.events)
+        resume = checkpoints.resume_checkpoint(self.args.resume, self.args.output, self.events)
         self.trainer.train(resume_from_checkpoint=resume)
 
     def save_checkpoint(self) -> None:
-        """The final model: OUTPUT_DIR/final, then a final checkpoint event."""
-        assert self.trainer is not None
+        """OUTPUT_DIR/final (LoRA: the adapter, merged into the base model on request), then a final event."""
+        assert self.trainer is not None and self.run is not None
         self.events.log("saving the final model")
-        final = common.save_final_model(self.trainer, self.args.output, self.dist)
-        common.report_final(self.trainer, final, self.events)
+        final = checkpoints.save_final_model(self.trainer, self.run)
+        lora = self.run.spec.params.lora
+        if lora is not None:
+            final = checkpoints.keep_adapter_and_merge(self.run, final, self.run.tokenizer, merge=bool(lora.merge))
+        checkpoints.report_final(self.trainer, final, self.events)
 
     def cleanup(self, ok: bool) -> None:
         self.events.close()
-        common.teardown_distributed(ok)
+        runtime.teardown_distributed(ok)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parse_args(argv, prog="python -m trl_nats_agent.recipes.dpo")
-    return common.run_recipe(DPORecipe(args))
+    args = runtime.parse_args(argv, prog="python -m trl_nats_agent.recipes.dpo")
+    return failures.run_recipe(DPORecipe(args))
 
 
 if __name__ == "__main__":

@@ -6,18 +6,17 @@ wait on it: :meth:`EventEmitter.emit` puts the event on a bounded queue and
 returns; a background thread writes. When the queue is full, or the socket is
 missing or closed, events are dropped and counted, and training goes on.
 
-Lines are one JSON object each, with ``kind`` one of:
+Lines are one JSON object each, a typed rank event (:data:`RankEvent`) tagged by ``kind``:
 
-- ``metrics``: ``{"kind", "step", "total_steps", "epoch", "metrics": {name: float}}``
-- ``checkpoint``: ``{"kind", "step", "epoch", "path", "metrics", "final"}``
-- ``log``: ``{"kind", "level", "line"}``
+- ``metrics`` (:class:`RankMetrics`): ``{"kind", "step", "total_steps", "epoch", "metrics": {name: float}}``
+- ``checkpoint`` (:class:`RankCheckpoint`): ``{"kind", "step", "epoch", "path", "metrics", "final"}``
+- ``log`` (:class:`RankLog`): ``{"kind", "level", "line"}``
 
 Only rank 0 emits: on other ranks (and without the variable) every call is a no-op.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import queue
@@ -25,12 +24,39 @@ import socket
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
-SOCKET_ENV = "TRL_NATS_EVENTS_SOCKET"
+import msgspec
+
+from .contract import EVENTS_SOCKET_ENV as SOCKET_ENV
+
 QUEUE_SIZE = 10_000
 CLOSE_TIMEOUT_S = 5.0
 _STOP = object()
+
+
+class RankMetrics(msgspec.Struct, tag="metrics", tag_field="kind", kw_only=True):
+    step: int
+    total_steps: int | None
+    epoch: float
+    metrics: dict[str, float]
+
+
+class RankCheckpoint(msgspec.Struct, tag="checkpoint", tag_field="kind", kw_only=True):
+    step: int
+    epoch: float
+    path: str
+    metrics: dict[str, float]
+    final: bool = False
+
+
+class RankLog(msgspec.Struct, tag="log", tag_field="kind", kw_only=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    line: str
+
+
+RankEvent = RankMetrics | RankCheckpoint | RankLog
+_encode = msgspec.json.Encoder().encode
 
 
 def finite_metrics(values: dict[str, Any]) -> dict[str, float]:
@@ -66,7 +92,7 @@ class EventEmitter:
 
     # -- the producer side (training thread) -----------------------------------
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: RankEvent) -> None:
         if not self.enabled:
             return
         if self._broken:
@@ -79,29 +105,27 @@ class EventEmitter:
 
     def metrics(self, step: int, total_steps: int | None, epoch: float, metrics: dict[str, Any]) -> None:
         self.emit(
-            {
-                "kind": "metrics",
-                "step": int(step),
-                "total_steps": int(total_steps) if total_steps else None,
-                "epoch": float(epoch or 0.0),
-                "metrics": finite_metrics(metrics),
-            }
+            RankMetrics(
+                step=int(step),
+                total_steps=int(total_steps) if total_steps else None,
+                epoch=float(epoch or 0.0),
+                metrics=finite_metrics(metrics),
+            )
         )
 
     def checkpoint(self, step: int, epoch: float, path: str, metrics: dict[str, Any], final: bool = False) -> None:
         self.emit(
-            {
-                "kind": "checkpoint",
-                "step": int(step),
-                "epoch": float(epoch or 0.0),
-                "path": str(path),
-                "metrics": finite_metrics(metrics),
-                "final": bool(final),
-            }
+            RankCheckpoint(
+                step=int(step),
+                epoch=float(epoch or 0.0),
+                path=str(path),
+                metrics=finite_metrics(metrics),
+                final=bool(final),
+            )
         )
 
-    def log(self, line: str, level: str = "info") -> None:
-        self.emit({"kind": "log", "level": level, "line": line})
+    def log(self, line: str, level: Literal["debug", "info", "warning", "error"] = "info") -> None:
+        self.emit(RankLog(level=level, line=line))
 
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Flush what is queued, waiting at most ``timeout`` seconds, then stop the writer."""
@@ -144,7 +168,7 @@ class EventEmitter:
             if event is _STOP:
                 return
             try:
-                self._sock.sendall(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+                self._sock.sendall(_encode(event) + b"\n")
             except OSError as exc:
                 self._give_up(f"events socket {self.socket_path} closed: {exc}")
                 return

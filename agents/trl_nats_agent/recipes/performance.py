@@ -38,6 +38,8 @@ MEMORY_BUDGET = 0.85
 # Precompute the reference when the run feeds at least this share of the dataset's pairs through the
 # policy: below it, a live reference forward on the pairs actually used costs less than one pass over all.
 PRECOMPUTE_MIN_COVERAGE = 0.5
+# The length the estimate assumes when neither the spec nor the data decided one.
+DEFAULT_MAX_LENGTH = 1024
 
 
 @dataclass(frozen=True)
@@ -153,11 +155,13 @@ def plan_performance(
     liger_supported: bool,
     uses_reference: bool,
     trainable: bool = True,
+    max_length: int | None = None,
 ) -> PerformancePlan:
     """Decide every performance setting the spec leaves to the recipe; an explicit spec value always wins.
 
     ``uses_reference``: DPO with a reference that is the initial policy (SFT passes False).
     ``trainable``: False when only a small adapter trains (LoRA): no gradients or optimizer states to count.
+    ``max_length``: the sequence length the run uses (default: the spec's).
     """
     liger = _liger_choice(params.liger, device, liger_supported, shape.model_type)
     precompute = _precompute_choice(params, uses_reference, rows, steps, world_size)
@@ -166,7 +170,7 @@ def plan_performance(
     estimate = estimate_memory(
         shape,
         batch_pairs=params.per_device_batch_size,
-        max_length=params.max_length,
+        max_length=max_length or params.max_length or DEFAULT_MAX_LENGTH,
         weight_bytes=weight_bytes,
         activation_bytes=activation_bytes,
         shards=shards,

@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-CACHE_DIR_ENV = "TRL_NATS_CACHE_DIR"
+from .contract import CACHE_DIR_ENV
+
 FALLBACK_DIR = ".trl_nats_cache"
 KEY_VERSION = 1
 
@@ -114,3 +115,46 @@ class RefLogpsCache:
         save_file(tensors, str(tmp), metadata={"key_inputs": json.dumps(inputs, sort_keys=True, default=str)})
         os.replace(tmp, path)
         return path
+
+
+def reference_keys(setup: Any, config: Any, *, packed: bool) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The cache key of each dataset split's reference log-probs: every input that changes them, nothing else.
+
+    ``setup`` is the recipe's ``RunSetup``, ``config`` its DPOConfig.
+    """
+    import transformers
+    import trl
+
+    from .modeling import model_path
+
+    tokenizer, model = setup.tokenizer, setup.model
+    model_id = model_identity(model_path(setup.spec.model), getattr(model.config, "_commit_hash", None))
+    template = getattr(tokenizer, "chat_template", None)
+    tokenization = {
+        "trl": trl.__version__,
+        "max_length": config.max_length,
+        "max_prompt_length": setup.budget.max_prompt_length,
+        "truncation_mode": config.truncation_mode,
+        "ld_alpha": config.ld_alpha,
+        "conversational": setup.train.conversational,
+        "chat_template": hashlib.sha256(str(template).encode()).hexdigest() if template else None,
+        "special_tokens": [tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token],
+    }
+    precision = setup.precision
+    numerics = {
+        "device": setup.device,
+        "dtype": str(precision.load_dtype),
+        "autocast": "bf16" if precision.bf16 else "fp16" if precision.fp16 else None,
+        "liger": bool(config.use_liger_kernel),
+        "attention": getattr(model.config, "_attn_implementation", None),
+        "packed": packed,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    keys = {}
+    for name, path in (("train", setup.args.dataset), ("eval", setup.args.eval_dataset)):
+        if path is not None:
+            keys[name] = reference_key(
+                dataset_sha256=file_sha256(path), model=model_id, tokenization=tokenization, numerics=numerics
+            )
+    return keys

@@ -34,13 +34,17 @@ VALIDATION_FILE = "openai.validation_file"
 SUFFIX = "openai.suffix"
 HYPERPARAMETERS = "openai.hyperparameters"
 METADATA = "openai.metadata"
+REQUEST = "openai.request_sha256"  # with an Idempotency-Key: the request the job was made from
 
+# by the state's value, so a state this table does not name yet shows as itself instead of failing
 STATUS = {
-    JobState.scheduled: "queued",
-    JobState.in_progress: "running",
-    JobState.completed: "succeeded",
-    JobState.failed: "failed",
-    JobState.cancelled: "cancelled",
+    "scheduled": "queued",
+    "in_progress": "running",
+    "completed": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "pausing": "running",  # the agent is saving a checkpoint before it stops
+    "paused": "paused",
 }
 
 # TRL's log names -> the names OpenAI's metrics use (DPO's reward figures keep a plain name)
@@ -59,8 +63,12 @@ METRIC_NAMES = {
 }
 
 
+def status_of(state: JobState) -> str:
+    return STATUS.get(state.value, state.value)
+
+
 def status(record: JobRecord) -> str:
-    return STATUS[record.state]
+    return status_of(record.state)
 
 
 def metrics(raw: dict[str, float]) -> dict[str, float]:
@@ -134,7 +142,7 @@ def event_id(seq: int) -> str:
 
 
 def _status_message(event: StatusEvent) -> tuple[str, str]:
-    word = STATUS[event.state]
+    word = status_of(event.state)
     detail = f": {event.message}" if event.message and event.message != word else ""
     if event.state is JobState.in_progress and event.agent:
         detail = f" on {event.agent} (attempt {event.attempt}){detail}"

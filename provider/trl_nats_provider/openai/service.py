@@ -6,6 +6,7 @@ kept here. A namespace (from the caller's API key) only ever sees jobs whose spe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -87,7 +88,23 @@ class Gateway:
             )
         return record, ref
 
-    async def create_job(self, namespace: str, req: JobRequest) -> dict[str, Any]:
+    async def create_job(
+        self, namespace: str, req: JobRequest, idempotency_key: str | None = None, body_digest: str = ""
+    ) -> dict[str, Any]:
+        """Queue the job. With an ``Idempotency-Key`` the job id derives from it, so a retried request
+        returns the job the first one made instead of starting another."""
+        job_id = f"ftjob-{uuid.uuid4().hex[:24]}"
+        if idempotency_key:
+            job_id = "ftjob-" + hashlib.sha256(f"{namespace}\0{idempotency_key}".encode()).hexdigest()[:24]
+            existing = await self._existing(job_id)
+            if existing is not None:
+                if existing.spec.labels.get(objects.REQUEST) != body_digest:
+                    raise conflict(
+                        f"Idempotency-Key {idempotency_key!r} was used for a different request (job {job_id}): "
+                        "send a new key for a new job, or the same request to get that job again.",
+                        "idempotency_key_reused",
+                    )
+                return objects.job_object(existing)
         _, train = await self._dataset(namespace, req.training_file, req.kind, "training_file")
         evaluation = None
         if req.validation_file:
@@ -115,8 +132,10 @@ class Gateway:
             labels[objects.SUFFIX] = req.suffix
         if req.metadata:
             labels[objects.METADATA] = json.dumps(req.metadata)
+        if idempotency_key:
+            labels[objects.REQUEST] = body_digest
         spec = JobSpec(
-            job_id=f"ftjob-{uuid.uuid4().hex[:24]}",
+            job_id=job_id,
             kind=req.kind,
             model=req.model,
             dataset=train,
@@ -140,6 +159,12 @@ class Gateway:
             raise unavailable(f"the job could not be queued on NATS ({exc}); nothing was started: try again.") from None
         log.info("queued %s job %s for %s", req.kind.value, spec.job_id, namespace)
         return objects.job_object(await job.status())
+
+    async def _existing(self, job_id: str) -> JobRecord | None:
+        try:
+            return await self.client.job(job_id).status()
+        except JobNotFound:
+            return None
 
     async def _withdraw(self, job_id: str, exc: Exception) -> None:
         """A submission that failed half way: cancel whatever record it left, so no job is left queued unseen."""
