@@ -233,10 +233,11 @@ def main() -> None:
     ap.add_argument("--lora", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        result = child(
-            args.child, args.work / "model", args.work / "rows.jsonl", args.work / "trainer-out", args.steps, args.lora
-        )
-        (args.work / "result.json").write_text(json.dumps(result))
+        results = [
+            child(variant, args.work / "model", args.work / "rows.jsonl", args.work / "out", args.steps, args.lora)
+            for variant in args.child.split(",")
+        ]
+        (args.work / "result.json").write_text(json.dumps(results))
         return
 
     work = args.out or Path(tempfile.mkdtemp(prefix="dpo-packing-"))
