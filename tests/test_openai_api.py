@@ -581,7 +581,7 @@ def test_a_retried_create_with_an_idempotency_key_returns_the_same_job(stack: St
 def test_pause_then_resume_a_running_job_trains_every_step_once(stack: Stack) -> None:
     client = stack.client()
     f = upload(client, "pause.jsonl", dpo_lines(8, start=40))
-    job = dpo_job(client, stack.model, f.id, n_epochs=3, batch_size=1)  # 24 steps
+    job = dpo_job(client, stack.model, f.id, n_epochs=12, batch_size=1)  # 96 steps: time to pause mid-run
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:  # until training has logged a step
         if any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id, limit=10).data):
@@ -601,5 +601,5 @@ def test_pause_then_resume_a_running_job_trains_every_step_once(stack: Stack) ->
     assert done.status == "succeeded", (done.error, stack.agent.log()[-3000:])
     events = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
     steps = sorted(e.data["step"] for e in events if e.type == "metrics" and "reward_margin" in (e.data or {}))
-    assert steps == list(range(1, 25)), steps  # every step trained once: none lost, none repeated
+    assert steps == list(range(1, 97)), steps  # every step trained once: none lost, none repeated
     assert any(e.message.startswith("Job paused") for e in events)
