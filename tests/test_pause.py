@@ -268,3 +268,19 @@ def test_pause_callback_saves_and_stops_at_the_next_step_once_asked(tmp_path):
     assert Events.lines == ["pausing after step 4: saving checkpoint-4"]
     cb.confirm()
     assert json.loads((tmp_path / PAUSED_MARKER).read_text()) == {"step": 4}
+
+
+async def test_a_pausing_job_whose_owner_died_is_taken_over_and_stays_pausing(settings):
+    """Its new owner runs it in the pausing state, so it pauses at its first step instead of staying stuck."""
+    from trl_nats.messages import Allocation
+
+    client = await Client.connect(settings)
+    try:
+        spec = JobSpec(job_id="p-takeover", model="m", dataset=await client.upload_dataset([{"a": 1}]))
+        await client.store.create(JobRecord(job_id=spec.job_id, spec=spec))
+        await client.store.transition("p-takeover", S.in_progress, change=lambda r: {"owner": "dead", "attempt": 1})
+        record = await client.store.transition("p-takeover", S.pausing)
+        taken = await client.store.claim(record, "a2", [Allocation(agent="a2", node="n2", gpus=[0])])
+        assert taken.state is S.pausing and taken.owner == "a2" and taken.attempt == 2
+    finally:
+        await client.close()
