@@ -552,7 +552,9 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
 
 
 def test_the_shipped_ogx_run_config_serves_https_with_certificates_from_the_environment(tmp_path):
-    from trl_nats_provider.stack import SHIPPED_RUN_CONFIGS, LlamaStackError, LlamaStackServer, free_port
+    from trl_nats_provider.stack import SHIPPED_RUN_CONFIGS, LlamaStackError, LlamaStackServer
+
+    from trl_nats.ports import free_port
 
     bin_dir = stack_bin("ogx")
     env = dict(
