@@ -34,6 +34,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "agents")]
 
+from nats.js.errors import KeyWrongLastSequenceError  # noqa: E402
+
+from trl_nats import retry  # noqa: E402
 from trl_nats.client import Client  # noqa: E402
 from trl_nats.messages import JobSpec, MetricsEvent  # noqa: E402
 from trl_nats.server import LocalCluster, leader_of  # noqa: E402
@@ -67,6 +70,17 @@ async def until_leader(js, stream: str, not_on: set[str] | None = None) -> str:
         await asyncio.sleep(0.1)
 
 
+async def reading(call):
+    """A read or setup call, retried while the cluster is electing (only the probes are timed)."""
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not retry.transient(exc):
+                raise
+            await asyncio.sleep(0.2)
+
+
 async def probe(write, stop: asyncio.Event, since: list[float]) -> float | None:
     """Seconds from ``since[0]`` (the kill) to the first successful ``write()`` after it."""
     while not stop.is_set():
@@ -84,15 +98,15 @@ async def probe(write, stop: asyncio.Event, since: list[float]) -> float | None:
 async def one_run(cluster: LocalCluster, client: Client, fault: str, run: int, agent_ok) -> dict:
     js = client.js
     kv = client.topo.jobs
-    ref = await client.upload_dataset([{"prompt": "p", "chosen": "a", "rejected": "b"}])
+    ref = await reading(lambda: client.upload_dataset([{"prompt": "p", "chosen": "a", "rejected": "b"}]))
     job_id = f"{fault}-{run}"
     labels = {"noop.steps": str(STEPS), "noop.step_s": str(STEP_S), "noop.save_every": str(SAVE_EVERY)}
-    await client.submit(JobSpec(job_id=job_id, model="unused", dataset=ref, labels=labels))
-    while (await client.store.get(job_id)).step < 5:
+    await reading(lambda: client.submit(JobSpec(job_id=job_id, model="unused", dataset=ref, labels=labels)))
+    while (await reading(lambda: client.store.get(job_id))).step < 5:
         await asyncio.sleep(0.1)
 
     probe_key = f"probe-{fault}-{run}"
-    revision = [await kv.put(probe_key, b"0")]
+    revision = [await reading(lambda: kv.put(probe_key, b"0"))]
     counter = [0]
 
     async def event_write():
@@ -105,7 +119,11 @@ async def one_run(cluster: LocalCluster, client: Client, fault: str, run: int, a
         )
 
     async def record_write():
-        revision[0] = await asyncio.wait_for(kv.update(probe_key, str(time.time()).encode(), last=revision[0]), 0.5)
+        try:
+            revision[0] = await asyncio.wait_for(kv.update(probe_key, str(time.time()).encode(), last=revision[0]), 0.5)
+        except KeyWrongLastSequenceError:  # an earlier try landed after its timeout: take its revision
+            revision[0] = (await asyncio.wait_for(kv.get(probe_key), 0.5)).revision
+            raise
 
     stream = stream_for(client, fault)
     leaders = {await until_leader(js, s) for s in {client.names.events_stream, f"KV_{client.names.jobs_bucket}"}}
@@ -131,9 +149,13 @@ async def one_run(cluster: LocalCluster, client: Client, fault: str, run: int, a
     else:
         await asyncio.to_thread(cluster.restart, victim)
     await asyncio.to_thread(cluster.wait_healthy)
-    while not (record := await client.store.get(job_id)).state.terminal:
+    while not (record := await reading(lambda: client.store.get(job_id))).state.terminal:
         await asyncio.sleep(0.2)
-    history = [e async for e in client.job(job_id).events()]
+
+    async def replay():
+        return [e async for e in client.job(job_id).events()]
+
+    history = await reading(replay)
     steps = [e.step for e in history if isinstance(e, MetricsEvent) and "loss" in e.metrics]
     missing = len(set(range(1, STEPS + 1)) - set(steps))
     retrained = len(steps) - len(set(steps))

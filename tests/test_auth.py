@@ -76,16 +76,21 @@ async def test_roles_get_exactly_their_permissions(secured, tmp_path):
         provider = await _wait_connect(_settings(server, "provider"))
         try:
             ref = await provider.upload_dataset(preference_rows(1))
-            job = await provider.submit(JobSpec(job_id="allowed", model="m", dataset=ref))
+            job = await provider.submit(JobSpec(job_id="allowed", model="m", dataset=ref, labels={"noop.save_every": "2"}))  # fmt: skip
             record = await job.wait(timeout=300)
             assert record.state is JobState.completed, record.error
             assert record.allocation[0].agent == "a1"
+            pulled = await provider.pull("allowed", "final", tmp_path / "provider-pull")
+            assert (pulled.path / "noop.txt").read_text().startswith("done after")
 
             viewer = await Client.connect(_settings(server, "viewer"))
             try:
                 assert [r.job_id for r in await viewer.list_jobs()] == ["allowed"]
                 assert [a.agent_id for a in await viewer.list_agents()] == ["a1"]
                 events = [e async for e in viewer.job("allowed").events()]
+                assert (await viewer.pull("allowed", "final", tmp_path / "viewer-pull")).manifest.files
+                with pytest.raises(PermissionDenied, match="refused to prune job allowed"):
+                    await viewer.prune("allowed")  # checkpoints 2 and 4 are stored: deleting them is not a viewer's
                 assert events[-1].state is JobState.completed
                 with pytest.raises(
                     PermissionDenied,
@@ -228,7 +233,7 @@ async def test_mutual_tls_needs_the_ca_and_a_client_certificate(tmp_path):
 @pytest.fixture
 def operator_server(tmp_path: Path):
     """nats-server in operator mode: an operator, one account with JetStream, a creds file per role."""
-    from operator_jwt import operator_setup
+    from support.operator_jwt import operator_setup
 
     config, creds = operator_setup(tmp_path / "auth", Names("trl"))
     server = EmbeddedNats(tmp_path / "nats", config=str(config)).start()
@@ -312,7 +317,7 @@ async def test_operator_mode_creds_give_each_role_exactly_its_permissions(operat
 
 
 async def test_operator_mode_refuses_creds_of_an_unknown_account(operator_server, tmp_path):
-    from operator_jwt import operator_setup
+    from support.operator_jwt import operator_setup
 
     server, _ = operator_server
     _, strangers = operator_setup(tmp_path / "other", Names("trl"), roles=("viewer",))  # another operator's

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -33,16 +31,16 @@ async def test_nats_store_round_trip_checks_sha256_and_size_limit(settings, tmp_
         store = CheckpointStore("nats", artifacts=client.topo.artifacts, max_bytes=8 << 20)
         src = _checkpoint(tmp_path / "out", 4)
         stored = await store.store("j1", src)
-        assert stored.location == "nats-obj://trl_artifacts/checkpoints/j1/checkpoint-4.tar"
+        assert stored.location == "nats://trl_artifacts/j1/checkpoint-4"
         fetched = await store.fetch(stored.location, stored.sha256, tmp_path / "elsewhere", [])
         assert fetched == tmp_path / "elsewhere" / "checkpoint-4"
         for name in ("model.safetensors", "trainer_state.json", COMPLETE_MARKER):
             assert (fetched / name).read_bytes() == (src / name).read_bytes()
 
-        with pytest.raises(CheckpointStoreError, match="has sha256 .* the record says"):
+        with pytest.raises(CheckpointStoreError, match="has sha256 .* the job record says"):
             await store.fetch(stored.location, "0" * 64, tmp_path / "again", [])
-        with pytest.raises(CheckpointStoreError, match="not in the object store"):
-            await store.fetch("nats-obj://trl_artifacts/checkpoints/j1/checkpoint-99.tar", None, tmp_path / "x", [])
+        with pytest.raises(CheckpointStoreError, match="not in the artifact store"):
+            await store.fetch("nats://trl_artifacts/j1/checkpoint-99", None, tmp_path / "x", [])
 
         big = _checkpoint(tmp_path / "big", 8, size=9 << 20)
         with pytest.raises(
@@ -56,20 +54,22 @@ async def test_nats_store_round_trip_checks_sha256_and_size_limit(settings, tmp_
         await client.close()
 
 
-async def test_hostile_archive_and_paths_are_refused(settings, tmp_path):
+async def test_hostile_artifacts_and_paths_are_refused(settings, tmp_path):
     client = await Client.connect(settings)
     try:
         store = CheckpointStore("nats", artifacts=client.topo.artifacts)
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            for name, data in (("checkpoint-1/" + COMPLETE_MARKER, b"{}"), ("../../escaped.txt", b"gotcha")):
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        await client.topo.artifacts.put("checkpoints/evil/checkpoint-1.tar", buf.getvalue())
-        with pytest.raises(CheckpointStoreError):
-            await store.fetch("nats-obj://trl_artifacts/checkpoints/evil/checkpoint-1.tar", None, tmp_path / "in", [])
+        manifest = {
+            "job_id": "evil",
+            "name": "checkpoint-1",
+            "files": [{"path": "../../escaped.txt", "size": 6, "sha256": "0" * 64}],
+        }
+        await client.topo.artifacts.put("evil/checkpoint-1/trl_nats_manifest.json", json.dumps(manifest).encode())
+        await client.topo.artifacts.put("evil/checkpoint-1/../../escaped.txt", b"gotcha")
+        with pytest.raises(CheckpointStoreError, match="not a plain relative path"):
+            await store.fetch("nats://trl_artifacts/evil/checkpoint-1", None, tmp_path / "in", [])
         assert not (tmp_path / "escaped.txt").exists() and not (tmp_path.parent / "escaped.txt").exists()
+        with pytest.raises(CheckpointStoreError, match="not an artifact URI"):
+            await store.fetch("nats://trl_artifacts/evil/../checkpoint-1", None, tmp_path / "in", [])
 
         local = _checkpoint(tmp_path / "other-root", 2, size=10)
         with pytest.raises(CheckpointStoreError, match="outside this agent's output and checkpoint roots"):

@@ -108,7 +108,7 @@ async def test_sigkilled_agent_job_resumes_on_another_agent_from_the_nats_checkp
         before = await wait_through_restarts(stored_checkpoint, "a stored checkpoint")
         first.stop(signal.SIGKILL)
         ckpt = before.latest_checkpoint
-        assert ckpt.location.startswith("nats-obj://trl_artifacts/checkpoints/resumable/") and ckpt.sha256
+        assert ckpt.location.startswith("nats://trl_artifacts/resumable/checkpoint-") and ckpt.sha256
         assert before.step < steps, "the job finished before the kill: make it longer"
 
         # the agent's torchrun and both ranks die with it (PDEATHSIG on torchrun, and on each rank)

@@ -14,10 +14,10 @@ import urllib.request
 
 import pytest
 from support import NOOP, ROWS, agents_up, wait_for
-from trl_nats_agent.launcher import free_port
 
 from trl_nats.client import Client, Unschedulable
 from trl_nats.messages import JobSpec, JobState, Resources
+from trl_nats.ports import free_port
 from trl_nats.store import JobNotFound
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import openai
 import pytest
-from test_openai_api import dpo_lines, free_port, upload
+from test_openai_api import dpo_lines, upload
 
+from trl_nats.ports import free_port
 from trl_nats.server import EmbeddedNats
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,9 @@ from pathlib import Path
 import openai
 import pytest
 from support import processes_matching
-from test_openai_api import WAIT_S, dpo_lines, free_port, upload, wait_job
+from test_openai_api import WAIT_S, dpo_lines, upload, wait_job
+
+from trl_nats.ports import free_port
 
 pytestmark = pytest.mark.integration
 

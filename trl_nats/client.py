@@ -21,13 +21,14 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import anyio
-import msgspec
 from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NoKeysError, ObjectNotFoundError
 
-from trl_nats import retry
+from trl_nats import pausing, retry
+from trl_nats.artifacts.jobs import ArtifactsMixin
 from trl_nats.events import publish_event
+from trl_nats.fleet import FLEET_CACHE_S, Unschedulable, unschedulable_reason
 from trl_nats.messages import (
     AgentRecord,
     BadMessage,
@@ -38,21 +39,18 @@ from trl_nats.messages import (
     JobRecord,
     JobSpec,
     JobState,
-    Resources,
     StatusEvent,
     decode,
     encode,
     validate_spec,
 )
 from trl_nats.publishing import publish_once
+from trl_nats.rows import encode_rows
 from trl_nats.settings import NatsSettings, connect, permission_denied
 from trl_nats.store import IllegalTransition, JobNotFound, JobStore
 from trl_nats.topology import Topology, ensure_topology
 
 log = logging.getLogger(__name__)
-
-_row_encoder = msgspec.json.Encoder(order="sorted")
-FLEET_CACHE_S = 2.0  # how stale the fleet may be when checking that a new job fits some agent
 
 
 class JobAlreadyFinished(ValueError):
@@ -61,47 +59,7 @@ class JobAlreadyFinished(ValueError):
         self.record = record
 
 
-class Unschedulable(ValueError):
-    """No agent in the fleet could ever run the job as asked; ``str()`` says what the fleet has."""
-
-
-def hosts_for(resources: Resources, agents: list[AgentRecord]) -> list[AgentRecord]:
-    """The agents that could host one node of a job needing ``resources`` (when idle).
-
-    An agent advertises every single-node pool it serves; serving the job's node pool means
-    enough GPUs of the right type, so routing and this check can never disagree.
-    """
-    return [a for a in agents if resources.node_pool in a.pools]
-
-
-def unschedulable_reason(resources: Resources, agents: list[AgentRecord]) -> str | None:
-    """Why no agent in ``agents`` could ever run the job, or None if some could (or none is up to ask)."""
-    if not agents:
-        return None
-    hosts = hosts_for(resources, agents)
-    if len(hosts) >= resources.nodes:
-        return None
-    gtype = resources.gpu_type or "any type"
-    need = f"{resources.nodes} node(s) with {resources.gpus_per_node} GPU(s) of {gtype} each"
-    fleet = ", ".join(f"{a.agent_id} ({len(a.gpus)}x {a.gpus[0].name if a.gpus else '-'})" for a in agents[:8]) + (
-        f" and {len(agents) - 8} more" if len(agents) > 8 else ""
-    )
-    return (
-        f"no agent in the fleet can run this job: it needs {need} (pool {resources.pool}), "
-        f"and only {len(hosts)} of the {len(agents)} agent(s) up could host one node: {fleet}. "
-        "Ask for fewer GPUs per node or fewer nodes, or start agents that fit."
-    )
-
-
-def encode_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[bytes, int]:
-    """Rows as canonical JSON lines (sorted keys), so equal data has one content address."""
-    lines = []
-    for row in rows:
-        lines.append(_row_encoder.encode(row))
-    return (b"\n".join(lines) + b"\n" if lines else b""), len(lines)
-
-
-class Client:
+class Client(ArtifactsMixin):  # artifacts(), pull(), prune(): trl_nats/artifacts/jobs.py
     def __init__(self, nc: NATS, settings: NatsSettings, topo: Topology) -> None:
         self.nc = nc
         self.settings = settings
@@ -169,8 +127,11 @@ class Client:
         queued: agents may be starting (a deployment comes up, a node reboots) and the queue is durable.
         """
         validate_spec(spec)
-        if check_fleet and not await self._exists(spec.job_id):
-            reason = unschedulable_reason(spec.resources, await self._fleet())
+        # the fit check reads the fleet: ride out an election of the agents bucket as a write would
+        bound = self.settings.write_retry_s
+        if check_fleet and not await retry.retry_write(lambda: self._exists(spec.job_id), "job lookup", bound_s=bound):
+            fleet = await retry.retry_write(self._fleet, "the fleet check (reading the agents)", bound_s=bound)
+            reason = unschedulable_reason(spec.resources, fleet)
             if reason:
                 raise Unschedulable(reason)
         seen = len(getattr(self.nc, "trl_violations", ()))
@@ -315,12 +276,12 @@ class Client:
         record = await self.store.get(job_id)
         if record.state.terminal:
             raise JobAlreadyFinished(record)
-        if record.state is JobState.scheduled:
+        if record.state in (JobState.scheduled, JobState.paused):
             try:
                 record = await self.store.transition(
                     job_id,
                     JobState.cancelled,
-                    allowed_from=frozenset({JobState.scheduled}),
+                    allowed_from=frozenset({JobState.scheduled, JobState.paused}),
                     change=lambda r: {"cancel_requested": True, "error": reason},
                 )
                 await self._publish_status(record, JobState.cancelled, reason, msg_suffix="cancelled")
@@ -332,8 +293,8 @@ class Client:
         try:
             record = await self.store.transition(
                 job_id,
-                JobState.in_progress,
-                allowed_from=frozenset({JobState.in_progress}),
+                JobState.in_progress,  # stays pausing if it is (see JobStore.transition)
+                allowed_from=frozenset({JobState.in_progress, JobState.pausing}),
                 change=lambda r: {"cancel_requested": True},
             )
         except IllegalTransition as exc:
@@ -371,6 +332,14 @@ class Job:
 
     async def cancel(self, reason: str = "cancelled by user") -> JobRecord:
         return await self.client.cancel(self.id, reason)
+
+    async def pause(self) -> JobRecord:
+        """Pause: a queued job leaves the queue; a running one saves a checkpoint at its next step and stops."""
+        return await pausing.pause(self.client, self.id)
+
+    async def resume(self) -> JobRecord:
+        """Queue a paused job again; any agent continues it from its stored checkpoint."""
+        return await pausing.resume(self.client, self.id)
 
     async def events(self, from_start: bool = True, until_done: bool = True) -> AsyncIterator[Event]:
         """The job's events: its whole history first (``from_start``), then live ones.

@@ -75,4 +75,3 @@ async def fail_job(
     event = status_event(record, error, agent=agent, seq=seq)
     put_event(sink, names, record.spec, event, msg_id=names.event_msg_id(job_id, record.runs, seq))
     return record
-

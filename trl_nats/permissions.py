@@ -70,6 +70,7 @@ def role_permissions(names: Names) -> dict[str, dict[str, list[str]]]:
         *msg_get(datasets),
         f"{api}.STREAM.PURGE.{datasets}",
         *msg_get(artifacts),
+        *ordered_reader(artifacts),  # pull a job's model or checkpoints (trl_nats/artifacts)
     ]
     agent_pub = [
         *bind,
@@ -103,7 +104,10 @@ def role_permissions(names: Names) -> dict[str, dict[str, list[str]]]:
             "publish": agent_pub,
             "subscribe": [*base_sub, f"{p}.control.*", f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{jobs}.*"],
         },
-        "viewer": {"publish": [*bind, *read_state, *read_events], "subscribe": [*base_sub, f"{p}.events.>"]},
+        "viewer": {
+            "publish": [*bind, *read_state, *read_events, *msg_get(artifacts), *ordered_reader(artifacts)],
+            "subscribe": [*base_sub, f"{p}.events.>"],
+        },
     }
 
 

@@ -17,6 +17,7 @@ OpenAI fine-tuning line), or ``text`` (language modelling on the whole string).
 All rows of a dataset have one format. Errors are :class:`RowError`: the
 message names the row and the field and says how to fix it.
 
+Also here: :func:`encode_rows`, the one byte form of rows (their content address).
 Does not live here: reading a file or a Llama Stack dataset (the callers), the
 Llama Stack row forms (the provider converts them to these rows first).
 """
@@ -29,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from trl_nats.messages import JobKind
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -40,6 +43,9 @@ PREFERENCE_HINT = (
     "messages (or OpenAI's 'input', 'preferred_output' and 'non_preferred_output')"
 )
 SFT_HINT = "supervised rows need 'prompt' and 'completion', or 'messages', or 'text'"
+
+
+_row_encoder = msgspec.json.Encoder(order="sorted")
 
 
 class RowError(ValueError):
@@ -254,3 +260,11 @@ def read_jsonl(data: bytes | str, kind: JobKind) -> RowsCheck:
         return _check_numbered(_json_lines(data), kind)
     except UnicodeDecodeError as exc:
         raise RowError(f"the dataset is not UTF-8 text ({exc}); save it as UTF-8 JSON lines") from None
+
+
+def encode_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[bytes, int]:
+    """Rows as canonical JSON lines (sorted keys), so equal data has one content address."""
+    lines = []
+    for row in rows:
+        lines.append(_row_encoder.encode(row))
+    return (b"\n".join(lines) + b"\n" if lines else b""), len(lines)

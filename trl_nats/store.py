@@ -22,16 +22,22 @@ log = logging.getLogger(__name__)
 
 S = JobState
 LEGAL: dict[JobState, frozenset[JobState]] = {
-    S.scheduled: frozenset({S.in_progress, S.cancelled, S.failed}),
+    # -> paused: paused while queued (its message is dropped when an agent meets it)
+    S.scheduled: frozenset({S.in_progress, S.cancelled, S.failed, S.paused}),
     # in_progress -> in_progress: progress updates by the owner; -> scheduled: retry
-    S.in_progress: frozenset({S.in_progress, S.completed, S.failed, S.cancelled, S.scheduled}),
+    S.in_progress: frozenset({S.in_progress, S.completed, S.failed, S.cancelled, S.scheduled, S.pausing}),
+    # the owner saves, stores and stops (-> paused), or the run ended first (completed, failed, retry, cancel)
+    S.pausing: frozenset({S.pausing, S.paused, S.completed, S.failed, S.cancelled, S.scheduled}),
+    # resume re-queues it; cancel ends it
+    S.paused: frozenset({S.scheduled, S.cancelled}),
     S.completed: frozenset(),
     S.failed: frozenset(),
     S.cancelled: frozenset(),
 }
 
-# a job can be claimed while it waits, or taken over while its owner is gone
-CLAIMABLE: frozenset[JobState] = frozenset({S.scheduled, S.in_progress})
+# a job can be claimed while it waits, or taken over while its owner is gone (a pausing one stays pausing:
+# its new owner pauses it at its first step)
+CLAIMABLE: frozenset[JobState] = frozenset({S.scheduled, S.in_progress, S.pausing})
 
 _UNSET = object()
 
@@ -134,6 +140,8 @@ class JobStore:
             )
             if owner is not _UNSET and (record.owner != owner or (attempt is not None and record.attempt != attempt)):
                 raise LostClaim(record, owner if isinstance(owner, str) else None, attempt)
+            if to is S.in_progress and record.state is S.pausing:
+                to = S.pausing  # the owner's progress writes never undo a pause the user asked for
             if to not in LEGAL[record.state] or (allowed_from is not None and record.state not in allowed_from):
                 raise IllegalTransition(record, to)
             fields = dict(change(record)) if change else {}

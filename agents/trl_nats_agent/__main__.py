@@ -60,8 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--checkpoint-store",
         dest="checkpoint_store",
-        help="where checkpoints are kept for resume: 'local' (where the trainer wrote them), 'nats' (the "
-        "artifacts object store, so any agent can resume), or a shared directory "
+        help="where checkpoints and final models are stored: 'nats' (the artifacts object store, so any agent "
+        "can resume and anyone can `trl-nats pull`), a shared directory, or 'local' (where the trainer wrote them) "
         f"(env TRL_NATS_CHECKPOINT_STORE; default {default('checkpoint_store')})",
     )
     p.add_argument(

@@ -18,11 +18,13 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from trl_nats.messages import JobKind, JobRecord, JobState, LogEvent, StatusEvent, now
+from trl_nats.ports import free_port
 from trl_nats.settings import NatsSettings
 from trl_nats.store import IllegalTransition, JobNotFound, JobStore, LostClaim
+from trl_nats_agent import pausing
 from trl_nats_agent.checkpoints import CheckpointStore, CheckpointStoreError
 from trl_nats_agent.job import RunningJob
-from trl_nats_agent.launcher import TrainingProcess, free_port, torchrun_command
+from trl_nats_agent.launcher import TrainingProcess, torchrun_command
 from trl_nats_agent.metrics import AgentMetrics
 from trl_nats_agent.node import Node
 from trl_nats_agent.outcome import Outcome, Settle, outcome
@@ -168,9 +170,10 @@ class Attempts:
         problem = model_problem(spec.model, offline=self.cfg.offline, cwd=job.workdir, node=self.cfg.node)
         if problem is not None:
             raise BadJob(problem)
-        # A retried multi-node job starts over: each node's checkpoints are its own (no shared
-        # filesystem is assumed), so the nodes could not agree on one to resume from.
-        resume = "never" if job.gang else await self._resume_point(job)
+        if job.gang:  # every node from the one stored checkpoint all can fetch, or all from the start
+            resume = await pausing.gang_resume_point(self.store, self.checkpoints, job)
+        else:
+            resume = await self._resume_point(job)
         args = ["--spec", str(spec_path), "--output", str(job.output_dir), "--resume", resume]
         datasets = [("--dataset", spec.dataset, "dataset.jsonl", "training dataset")]
         if spec.eval_dataset is not None:
@@ -239,6 +242,8 @@ class Attempts:
                 continue
             if record.cancel_requested and job.cancel_reason is None:
                 await self.cancel(job, record.error or "cancelled by user")
+            elif record.state is JobState.pausing:
+                pausing.request_pause(job.output_dir)
 
     async def _stop_proc(self, job: RunningJob) -> None:
         if job.proc:
@@ -280,6 +285,7 @@ class Attempts:
             cancel_reason=job.cancel_reason,
             handed_back=job.handed_back,
             lost_claim=job.lost_claim,
+            paused=pausing.stopped_at_pause(rc, job.output_dir),
             retry_backoff_s=self.cfg.retry_backoff_s,
             fetch_timeout_s=self.cfg.fetch_timeout_s,
         )
@@ -333,6 +339,8 @@ def _final_fields(r: JobRecord, end: Outcome, progress: dict) -> dict:
             fields["attempt"] = max(0, r.attempt - 1)  # a hand-back is not a failed attempt
     elif end.state is JobState.completed:
         fields.update(error=None, finished_at=now())
+    elif end.state is JobState.paused:
+        fields.update(pausing.paused_fields(r))
     else:
         fields["error"] = end.error
     return fields

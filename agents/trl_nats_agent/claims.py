@@ -34,6 +34,7 @@ from trl_nats.messages import (
 from trl_nats.settings import NatsSettings
 from trl_nats.store import IllegalTransition, JobNotFound, JobStore, LostClaim
 from trl_nats.topology import ensure_pool_consumer
+from trl_nats_agent import pausing
 from trl_nats_agent.job import RunningJob
 from trl_nats_agent.metrics import AgentMetrics
 from trl_nats_agent.node import Node
@@ -158,14 +159,15 @@ class Claims:
         except JobNotFound:
             # published straight on NATS (e.g. `nats pub`), not through the client: adopt it
             record, _ = await self.store.create(JobRecord(job_id=spec.job_id, spec=spec))
-        if record.state.terminal:
-            await msg.ack()  # cancelled while waiting, or a duplicate of a finished job
+        if record.state.terminal or pausing.drop_delivery(record):
+            await msg.ack()  # cancelled or paused while waiting, or a duplicate of a finished job
             return None
-        if record.state is JobState.in_progress and record.owner == self.id and spec.job_id in self.running:
+        running = record.state in (JobState.in_progress, JobState.pausing)
+        if running and record.owner == self.id and spec.job_id in self.running:
             # our own job, redelivered while we finish it (its final write rode out an election): not a new run
             await msg.nak(delay=self.nats.ack_wait_s)
             return None
-        if record.state is JobState.in_progress and record.owner != self.id:
+        if running and record.owner != self.id:
             if await self.node.owner_alive(record):
                 # redelivered while its owner still runs it (e.g. broker restart): not ours
                 await msg.nak(delay=self.nats.ack_wait_s)

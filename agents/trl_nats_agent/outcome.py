@@ -8,6 +8,7 @@ record, from the recipe's exit code and what happened to the attempt meanwhile:
 | yes        | any       | any         | any                | any            | (none)    | the new owner decides | (none) |
 | no         | yes       | any         | any                | any            | cancelled | the cancel reason  | ack    |
 | no         | no        | yes         | any                | any            | scheduled | handed back        | nak (attempt not counted) |
+| no         | no        | no          | 0, paused marker   | any            | paused    | paused (resume continues) | ack (attempt not counted) |
 | no         | no        | no          | 0                  | any            | completed | completed          | ack    |
 | no         | no        | no          | EXIT_BAD_JOB (2)   | any            | failed    | cannot run as specified | term |
 | no         | no        | no          | other / None       | < max_attempts | scheduled | retrying           | nak, backoff x attempt |
@@ -63,6 +64,7 @@ def outcome(
     cancel_reason: str | None = None,
     handed_back: bool = False,
     lost_claim: bool = False,
+    paused: bool = False,
     retry_backoff_s: float = 2.0,
     fetch_timeout_s: float = 2.0,
 ) -> Outcome:
@@ -80,6 +82,9 @@ def outcome(
         # sooner, the job would land in one of them and wait out a whole ack wait unseen.
         message = said(f"handed back by {agent_id} (agent stopping)")
         return Outcome(JobState.scheduled, message, error, Settle.nak, fetch_timeout_s + 0.5, handed_back=True)
+    if exit_code == EXIT_OK and paused:  # stopped at a pause after storing checkpoint-N: in no queue until resumed
+        message = f"paused by {agent_id}: GPUs released; `trl-nats resume` continues from the stored checkpoint"
+        return Outcome(JobState.paused, message, None, Settle.ack, handed_back=True)
     if exit_code == EXIT_OK:
         return Outcome(JobState.completed, "completed", None, Settle.ack)
     if exit_code == EXIT_BAD_JOB:

@@ -94,22 +94,21 @@ class Progress:
     async def _store_checkpoint(self, job: RunningJob, event: CheckpointEvent, previous: asyncio.Task | None) -> None:
         """Store a checkpoint for resume, then announce it and record it (the latest complete one, if it is)."""
         ckpt = event.checkpoint
-        if not ckpt.final:
-            try:
-                if not Path(ckpt.path).resolve().is_relative_to(job.output_dir.resolve()):
-                    raise CheckpointStoreError(f"checkpoint path {ckpt.path} is outside the job's output dir")
-                stored = await self.checkpoints.store(job.spec.job_id, Path(ckpt.path))
-                ckpt = msgspec.structs.replace(ckpt, location=stored.location, sha256=stored.sha256, bytes=stored.size)
-            except (CheckpointStoreError, OSError) as exc:
-                log.error("job %s: checkpoint %s not stored: %s", job.spec.job_id, ckpt.path, exc)
-                self.events.emit(
-                    job.spec,
-                    job.attempt,
-                    LogEvent(
-                        job_id=job.spec.job_id, attempt=job.attempt, level="error", line=f"checkpoint not stored: {exc}"
-                    ),
-                    job,
-                )
+        try:  # checkpoints and the final model alike: anyone can pull them from the store
+            if not Path(ckpt.path).resolve().is_relative_to(job.output_dir.resolve()):
+                raise CheckpointStoreError(f"checkpoint path {ckpt.path} is outside the job's output dir")
+            stored = await self.checkpoints.store(job.spec.job_id, Path(ckpt.path), ckpt.step)
+            ckpt = msgspec.structs.replace(ckpt, location=stored.location, sha256=stored.sha256, bytes=stored.size)
+        except (CheckpointStoreError, OSError) as exc:
+            log.error("job %s: checkpoint %s not stored: %s", job.spec.job_id, ckpt.path, exc)
+            self.events.emit(
+                job.spec,
+                job.attempt,
+                LogEvent(
+                    job_id=job.spec.job_id, attempt=job.attempt, level="error", line=f"checkpoint not stored: {exc}"
+                ),
+                job,
+            )
         if previous is not None:
             with contextlib.suppress(Exception):
                 await previous  # events and the record list checkpoints in the order they were written

@@ -36,7 +36,7 @@ class AgentSettings:
     retry_backoff_s: float = 2.0
     progress_write_s: float = 1.0  # at most one KV progress write per job this often
     recipe_override: str | None = None  # a module to run instead of the kind's recipe (tests, benchmarks)
-    checkpoint_store: str = "local"  # "local", "nats", or a shared directory (see checkpoints.py)
+    checkpoint_store: str = "nats"  # "nats", a shared directory, or "local" (see checkpoints.py)
     checkpoint_max_bytes: int = DEFAULT_MAX_BYTES
     output_root: Path | None = None  # None: <state_dir>/outputs; job output dirs must stay inside it
     model_roots: tuple[Path, ...] = ()  # local model paths must be under one (empty: any)

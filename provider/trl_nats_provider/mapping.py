@@ -391,10 +391,14 @@ def checkpoints(record: JobRecord) -> list[Checkpoint]:
     return [checkpoint(record, c) for c in sorted(record.checkpoints, key=lambda c: (c.final, c.step))]
 
 
+# Llama Stack has no paused status: a paused job waits like a queued one, a pausing one still runs
+_CLOSEST_STATUS = {"paused": "scheduled", "pausing": "in_progress"}
+
+
 def status_response(record: JobRecord) -> PostTrainingJobStatusResponse:
     return PostTrainingJobStatusResponse(
         job_uuid=record.job_id,
-        status=JobStatus(record.state.value),
+        status=JobStatus(_CLOSEST_STATUS.get(record.state.value, record.state.value)),
         scheduled_at=_time(record.submitted_at),
         started_at=_time(record.started_at),
         completed_at=_time(record.finished_at),

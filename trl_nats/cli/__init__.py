@@ -15,11 +15,17 @@ import os
 import sys
 
 from trl_nats import serve
+from trl_nats.artifacts import ArtifactError
+from trl_nats.artifacts import cli as artifacts_cli
+from trl_nats.cli import pause as pause_cli
 from trl_nats.cli.jobs import COMMANDS, CliError, read_dataset, run_with
 from trl_nats.cli.parser import build_parser
 from trl_nats.cli.stack import AGENT_PACKAGE, agent_available, run_demo, run_up
 from trl_nats.messages import BadMessage
+from trl_nats.pausing import CannotPause
 from trl_nats.store import JobNotFound
+
+COMMANDS = {**COMMANDS, **artifacts_cli.COMMANDS, **pause_cli.COMMANDS}
 
 __all__ = ["CliError", "build_parser", "main", "read_dataset"]
 
@@ -53,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     except CliError as exc:
         print(f"trl-nats: {exc}", file=sys.stderr)
         code = 2
-    except (JobNotFound, BadMessage, ConnectionError, PermissionError) as exc:
+    except (JobNotFound, BadMessage, ConnectionError, PermissionError, ArtifactError, CannotPause) as exc:
         print(f"trl-nats: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

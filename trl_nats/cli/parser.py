@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from trl_nats import serve
+from trl_nats.artifacts import cli as artifacts_cli
+from trl_nats.cli import pause as pause_cli
 from trl_nats.messages import DPO_LOSS_TYPES, DTYPES, JobKind
 from trl_nats.settings import add_connection_args
 
@@ -72,4 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("job_id")
     pl.add_argument("-o", "--output", help="PNG path (default <job>.png)")
     serve.add_parser(sub)
+    artifacts_cli.add_parsers(command)
+    pause_cli.add_parsers(command)
     return p

@@ -148,7 +148,8 @@ def job_lines(r: JobRecord) -> list[str]:
     if r.last_metrics:
         lines.append("metrics    " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.last_metrics.items())))
     for c in r.checkpoints:
-        lines.append(f"checkpoint step {c.step}{' final' if c.final else ''}: {c.path}")
+        where = f"{c.location} ({c.bytes or 0:,} bytes)" if c.location else c.path
+        lines.append(f"checkpoint step {c.step}{' final' if c.final else ''}: {where}")
     if r.error:
         lines.append(f"error      {r.error}")
     return lines

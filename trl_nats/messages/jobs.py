@@ -14,6 +14,8 @@ from trl_nats.messages.codec import SCHEMA, BadMessage, JobId, NonNegFloat, NonN
 class JobState(enum.StrEnum):
     scheduled = "scheduled"  # queued, waiting for an agent with room
     in_progress = "in_progress"  # claimed by an agent, training
+    pausing = "pausing"  # pause asked: the agent saves a checkpoint at the next step, stores it, stops
+    paused = "paused"  # stopped at a stored checkpoint; holds no GPUs, in no queue; resume re-queues it
     completed = "completed"  # finished, final model saved
     failed = "failed"  # gave up: error holds the reason
     cancelled = "cancelled"  # stopped at a user's request
@@ -152,9 +154,9 @@ class Checkpoint(Struct, forbid_unknown_fields=True, kw_only=True):
     created_at: float = field(default_factory=now)
     metrics: dict[str, float] = field(default_factory=dict)
     final: bool = False
-    # where any agent can fetch it from to resume: a directory path, or nats-obj://<bucket>/<object>
+    # where any agent or client can fetch it: a directory path, or nats://<bucket>/<job>/<name> (trl_nats/artifacts)
     location: str | None = None
-    sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")] | None = None
+    sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")] | None = None  # of the artifact's manifest
     bytes: NonNegInt | None = None
 
 

@@ -26,6 +26,11 @@ DATASETS_CACHE_DIR = ".hf_datasets"
 # Written into checkpoint-N once every rank has saved its part; a checkpoint without it is incomplete.
 COMPLETE_MARKER = "trl_nats_complete.json"
 CHECKPOINT_DIR_RE = re.compile(r"^checkpoint-(\d+)$")
+# The agent creates OUTPUT_DIR/PAUSE_FLAG to ask rank 0 to save and stop at the next step (recipes/pause.py);
+# rank 0 answers with OUTPUT_DIR/PAUSED_MARKER ({"step": N}) once checkpoint-N is saved, and every rank exits 0
+# (a non-zero exit would make torchrun stop the other ranks mid-teardown).
+PAUSE_FLAG = ".trl_nats_pause"
+PAUSED_MARKER = ".trl_nats_paused"
 
 # Exit codes of a recipe process.
 EXIT_OK = 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from . import pause as pausing
 from .contract import EXIT_BAD_JOB, EXIT_ERROR, EXIT_OK, bad_job_line
 from .events import EventEmitter
 from .runtime import RecipeError
@@ -74,8 +75,12 @@ def run_recipe(recipe: Recipe) -> int:
     ok = False
     try:
         recipe.setup()
+        pause = pausing.watch(recipe)
         recipe.train()
-        recipe.save_checkpoint()
+        if pause.paused:
+            pause.confirm()  # checkpoint-N is saved; no final model yet
+        else:
+            recipe.save_checkpoint()
         ok = True
         return EXIT_OK
     except Exception as exc:

@@ -8,13 +8,15 @@ expected is logged and answered 500 in the same shape, and never takes the servi
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from nats.errors import Error as NatsError
@@ -81,27 +83,13 @@ def create_app(settings: NatsSettings, keys: KeyRing, config: GatewayConfig | No
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, NATS_DOWN):
-            return _error(nats_unavailable(exc))
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error(
-            APIError(500, f"internal error ({type(exc).__name__}): the server log has details.", type="server_error")
-        )
+        return _error(unexpected(exc, f"{request.method} {request.url.path}"))
 
     def gateway(request: Request) -> Gateway:
         return request.app.state.gateway
 
     def namespace(request: Request) -> str:
         return keys.namespace(request.headers.get("authorization"), request.client.host if request.client else None)
-
-    async def json_body(request: Request) -> Any:
-        body = await request.body()
-        if len(body) > MAX_JSON_BYTES:
-            raise too_large(f"the request body is {len(body)} bytes; at most {MAX_JSON_BYTES} are accepted.")
-        try:
-            return json.loads(body or b"null")
-        except ValueError as exc:
-            raise bad_request(f"the request body is not valid JSON ({exc}): send a JSON object.") from None
 
     # -- files ---------------------------------------------------------------------------------------------
     @app.post("/v1/files")
@@ -178,48 +166,125 @@ def create_app(settings: NatsSettings, keys: KeyRing, config: GatewayConfig | No
         record = await files.get(namespace(request), file_id)
         return Response(await files.content(record), media_type="application/octet-stream")
 
-    # -- fine-tuning jobs ------------------------------------------------------------------------------------
-    @app.post("/v1/fine_tuning/jobs")
-    async def create_job(request: Request) -> Response:
-        ns = namespace(request)
-        body = await json_body(request)
-        req = parse_job_request(body)
-        key = request.headers.get("idempotency-key")
-        if key is not None and not 1 <= len(key) <= 255:
-            raise bad_request("the Idempotency-Key header must be 1 to 255 characters.", "Idempotency-Key")
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-        return answer(await gateway(request).create_job(ns, req, key, digest))
-
-    @app.get("/v1/fine_tuning/jobs")
-    async def list_jobs(request: Request) -> Response:
-        ns = namespace(request)
-        q = request.query_params
-        metadata = {
-            k[len("metadata[") : -1]: v for k, v in q.multi_items() if k.startswith("metadata[") and k.endswith("]")
-        }
-        items = await gateway(request).list_jobs(ns, metadata)
-        return answer(objects.page(items, q.get("after"), objects.parse_limit(q.get("limit"), 20)))
-
-    @app.get("/v1/fine_tuning/jobs/{job_id}")
-    async def retrieve_job(job_id: str, request: Request) -> Response:
-        return answer(objects.job_object(await gateway(request).record(namespace(request), job_id)))
-
-    @app.post("/v1/fine_tuning/jobs/{job_id}/cancel")
-    async def cancel_job(job_id: str, request: Request) -> Response:
-        return answer(await gateway(request).cancel(namespace(request), job_id))
-
-    @app.get("/v1/fine_tuning/jobs/{job_id}/events")
-    async def list_events(job_id: str, request: Request) -> Response:
-        ns = namespace(request)
-        q = request.query_params
-        limit = objects.parse_limit(q.get("limit"), 20, 1000)
-        return answer(await gateway(request).events_page(ns, job_id, q.get("after"), limit))
-
-    @app.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
-    async def list_checkpoints(job_id: str, request: Request) -> Response:
-        ns = namespace(request)
-        q = request.query_params
-        limit = objects.parse_limit(q.get("limit"), 10)
-        return answer(objects.page(await gateway(request).checkpoints(ns, job_id), q.get("after"), limit))
-
+    app.include_router(job_router(lambda request: request.app.state.gateway, namespace))
     return app
+
+
+async def json_body(request: Request) -> Any:
+    body = await request.body()
+    if len(body) > MAX_JSON_BYTES:
+        raise too_large(f"the request body is {len(body)} bytes; at most {MAX_JSON_BYTES} are accepted.")
+    try:
+        return json.loads(body or b"null")
+    except ValueError as exc:
+        raise bad_request(f"the request body is not valid JSON ({exc}): send a JSON object.") from None
+
+
+def unexpected(exc: Exception, where: str) -> APIError:
+    """The answer to an exception nobody raised on purpose: 503 when NATS is out of reach, else a logged 500."""
+    if isinstance(exc, NATS_DOWN):
+        return nats_unavailable(exc)
+    log.error("unexpected error on %s", where, exc_info=exc)
+    return APIError(500, f"internal error ({type(exc).__name__}): the server log has details.", type="server_error")
+
+
+async def respond(request: Request, call: Callable[[], Awaitable[Any]]) -> Response:
+    """Run one route's work and answer it, errors included, in OpenAI's shape: the routes answer for
+    themselves, so a host app (OGX) with its own exception handlers answers them the same way."""
+    try:
+        return answer(await call())
+    except APIError as exc:
+        return _error(exc)
+    except Exception as exc:
+        return _error(unexpected(exc, f"{request.method} {request.url.path}"))
+
+
+def job_router(gateway_of: Callable[[Request], Any], namespace_of: Callable[[Request], str]) -> APIRouter:
+    """The ``/v1/fine_tuning/jobs`` routes. ``gateway_of(request)`` gives the :class:`Gateway` (or an awaitable
+    of it), ``namespace_of(request)`` the caller's namespace (raising the APIError to answer)."""
+    router = APIRouter()
+
+    async def gateway(request: Request) -> Gateway:
+        found = gateway_of(request)
+        return await found if inspect.isawaitable(found) else found
+
+    @router.post("/v1/fine_tuning/jobs")
+    async def create_job(request: Request) -> Response:
+        async def work() -> Any:
+            ns = namespace_of(request)
+            body = await json_body(request)
+            req = parse_job_request(body)
+            key = request.headers.get("idempotency-key")
+            if key is not None and not 1 <= len(key) <= 255:
+                raise bad_request("the Idempotency-Key header must be 1 to 255 characters.", "Idempotency-Key")
+            digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+            return await (await gateway(request)).create_job(ns, req, key, digest)
+
+        return await respond(request, work)
+
+    @router.get("/v1/fine_tuning/jobs")
+    async def list_jobs(request: Request) -> Response:
+        async def work() -> Any:
+            ns = namespace_of(request)
+            q = request.query_params
+            metadata = {
+                k[len("metadata[") : -1]: v for k, v in q.multi_items() if k.startswith("metadata[") and k.endswith("]")
+            }
+            limit = objects.parse_limit(q.get("limit"), 20)
+            return objects.page(await (await gateway(request)).list_jobs(ns, metadata), q.get("after"), limit)
+
+        return await respond(request, work)
+
+    @router.get("/v1/fine_tuning/jobs/{job_id}")
+    async def retrieve_job(job_id: str, request: Request) -> Response:
+        async def work() -> Any:
+            ns = namespace_of(request)
+            return objects.job_object(await (await gateway(request)).record(ns, job_id))
+
+        return await respond(request, work)
+
+    @router.post("/v1/fine_tuning/jobs/{job_id}/cancel")
+    async def cancel_job(job_id: str, request: Request) -> Response:
+        async def work() -> Any:
+            ns = namespace_of(request)
+            return await (await gateway(request)).cancel(ns, job_id)
+
+        return await respond(request, work)
+
+    @router.post("/v1/fine_tuning/jobs/{job_id}/pause")
+    async def pause_job(job_id: str, request: Request) -> Response:
+        async def work() -> Any:
+            ns = namespace_of(request)
+            return await (await gateway(request)).pause(ns, job_id)
+
+        return await respond(request, work)
+
+    @router.post("/v1/fine_tuning/jobs/{job_id}/resume")
+    async def resume_job(job_id: str, request: Request) -> Response:
+        async def work() -> Any:
+            ns = namespace_of(request)
+            return await (await gateway(request)).resume(ns, job_id)
+
+        return await respond(request, work)
+
+    @router.get("/v1/fine_tuning/jobs/{job_id}/events")
+    async def list_events(job_id: str, request: Request) -> Response:
+        async def work() -> Any:
+            ns = namespace_of(request)
+            q = request.query_params
+            limit = objects.parse_limit(q.get("limit"), 20, 1000)
+            return await (await gateway(request)).events_page(ns, job_id, q.get("after"), limit)
+
+        return await respond(request, work)
+
+    @router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints")
+    async def list_checkpoints(job_id: str, request: Request) -> Response:
+        async def work() -> Any:
+            ns = namespace_of(request)
+            q = request.query_params
+            limit = objects.parse_limit(q.get("limit"), 10)
+            return objects.page(await (await gateway(request)).checkpoints(ns, job_id), q.get("after"), limit)
+
+        return await respond(request, work)
+
+    return router
