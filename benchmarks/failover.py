@@ -34,6 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "agents")]
 
+from nats.js.errors import KeyWrongLastSequenceError  # noqa: E402
+
 from trl_nats import retry  # noqa: E402
 from trl_nats.client import Client  # noqa: E402
 from trl_nats.messages import JobSpec, MetricsEvent  # noqa: E402
@@ -117,7 +119,11 @@ async def one_run(cluster: LocalCluster, client: Client, fault: str, run: int, a
         )
 
     async def record_write():
-        revision[0] = await asyncio.wait_for(kv.update(probe_key, str(time.time()).encode(), last=revision[0]), 0.5)
+        try:
+            revision[0] = await asyncio.wait_for(kv.update(probe_key, str(time.time()).encode(), last=revision[0]), 0.5)
+        except KeyWrongLastSequenceError:  # an earlier try landed after its timeout: take its revision
+            revision[0] = (await asyncio.wait_for(kv.get(probe_key), 0.5)).revision
+            raise
 
     stream = stream_for(client, fault)
     leaders = {await until_leader(js, s) for s in {client.names.events_stream, f"KV_{client.names.jobs_bucket}"}}

@@ -233,7 +233,7 @@ async def test_mutual_tls_needs_the_ca_and_a_client_certificate(tmp_path):
 @pytest.fixture
 def operator_server(tmp_path: Path):
     """nats-server in operator mode: an operator, one account with JetStream, a creds file per role."""
-    from operator_jwt import operator_setup
+    from support.operator_jwt import operator_setup
 
     config, creds = operator_setup(tmp_path / "auth", Names("trl"))
     server = EmbeddedNats(tmp_path / "nats", config=str(config)).start()
@@ -317,7 +317,7 @@ async def test_operator_mode_creds_give_each_role_exactly_its_permissions(operat
 
 
 async def test_operator_mode_refuses_creds_of_an_unknown_account(operator_server, tmp_path):
-    from operator_jwt import operator_setup
+    from support.operator_jwt import operator_setup
 
     server, _ = operator_server
     _, strangers = operator_setup(tmp_path / "other", Names("trl"), roles=("viewer",))  # another operator's

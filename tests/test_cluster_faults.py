@@ -18,9 +18,17 @@ import sys
 import time
 
 import pytest
-from cluster import all_events, cluster_settings, duplicated_ids, history_problems, leader, local_cluster, streams
-from cluster import wait_for as wait_until
-from conftest import NOOP
+from support import NOOP
+from support.cluster import (
+    all_events,
+    cluster_settings,
+    duplicated_ids,
+    history_problems,
+    leader,
+    local_cluster,
+    streams,
+)
+from support.cluster import wait_for as wait_until
 
 from trl_nats.client import Client
 from trl_nats.messages import JobSpec, JobState, encode

@@ -15,7 +15,7 @@ import msgspec
 import nats.errors
 import nats.js.errors
 import pytest
-from cluster import cluster_settings, leader, local_cluster, retrying, streams
+from support.cluster import cluster_settings, leader, local_cluster, retrying, streams
 
 from trl_nats import retry
 from trl_nats.client import Client

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import processes_matching
+from support import processes_matching
 
 from trl_nats.client import Client
 from trl_nats.settings import NatsSettings

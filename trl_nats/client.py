@@ -127,8 +127,11 @@ class Client(ArtifactsMixin):  # artifacts(), pull(), prune(): trl_nats/artifact
         queued: agents may be starting (a deployment comes up, a node reboots) and the queue is durable.
         """
         validate_spec(spec)
-        if check_fleet and not await self._exists(spec.job_id):
-            reason = unschedulable_reason(spec.resources, await self._fleet())
+        # the fit check reads the fleet: ride out an election of the agents bucket as a write would
+        bound = self.settings.write_retry_s
+        if check_fleet and not await retry.retry_write(lambda: self._exists(spec.job_id), "job lookup", bound_s=bound):
+            fleet = await retry.retry_write(self._fleet, "the fleet check (reading the agents)", bound_s=bound)
+            reason = unschedulable_reason(spec.resources, fleet)
             if reason:
                 raise Unschedulable(reason)
         seen = len(getattr(self.nc, "trl_violations", ()))

@@ -16,6 +16,7 @@ import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from trl_nats import retry
 from trl_nats.messages import BadMessage, GangRecord, decode, encode, now
 from trl_nats_agent.gang import protocol
 
@@ -99,7 +100,7 @@ class Board:
     # -- writes --------------------------------------------------------------------------
     async def update(self, rec: GangRecord, last: int) -> int:
         """Write ``rec`` if the record is still at revision ``last`` (KeyWrongLastSequenceError if not)."""
-        revision = await self.kv.update(rec.job_id, encode(rec), last=last)
+        revision = await retry.kv_update(self.kv, rec.job_id, encode(rec), last, what=f"gang {rec.job_id}")
         self.remember(rec, revision)
         return revision
 
@@ -128,7 +129,7 @@ class Board:
     async def create(self, gang: GangRecord) -> int | None:
         """Write a new forming record; replace a stale one; None if another leader is active."""
         try:
-            return await self.kv.create(gang.job_id, encode(gang))
+            return await retry.kv_create(self.kv, gang.job_id, encode(gang), what=f"gang {gang.job_id}")
         except KeyWrongLastSequenceError:
             pass
         try:
@@ -137,7 +138,7 @@ class Board:
             entry = None
         if entry is None or not entry.value:
             try:
-                return await self.kv.create(gang.job_id, encode(gang))
+                return await retry.kv_create(self.kv, gang.job_id, encode(gang), what=f"gang {gang.job_id}")
             except KeyWrongLastSequenceError:
                 return None
         try:
@@ -150,7 +151,7 @@ class Board:
             log.info("gang %s is led by %s already; leaving the job to it", gang.job_id, old.leader)
             return None
         try:
-            return await self.kv.update(gang.job_id, encode(gang), last=entry.revision)
+            return await retry.kv_update(self.kv, gang.job_id, encode(gang), entry.revision, what=f"gang {gang.job_id}")
         except KeyWrongLastSequenceError:
             return None
 
