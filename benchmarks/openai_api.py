@@ -22,13 +22,14 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from trl_nats.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,12 +48,6 @@ def summary(values_s: list[float]) -> dict[str, float]:
         "max_ms": round(max(ms), 2),
         "stdev_ms": round(statistics.pstdev(ms), 2),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def preference_lines(n: int) -> bytes:

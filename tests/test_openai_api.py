@@ -24,8 +24,10 @@ import pytest
 from support import SHIPPED as SHIPPED_PREFERENCES
 from support import AgentProcess
 
+from trl_nats.client import Client
 from trl_nats.ports import free_port
 from trl_nats.server import EmbeddedNats
+from trl_nats.settings import NatsSettings
 
 pytestmark = pytest.mark.integration
 
@@ -136,6 +138,19 @@ def stack(tmp_path_factory, tiny_model: Path):
         s.stop()
 
 
+def pull(stack: Stack, job_id: str, checkpoint: int | str, dest: Path) -> Path:
+    """Fetch a stored checkpoint or the final model named by the API, as a user would: the core client's pull."""
+
+    async def go() -> Path:
+        client = await Client.connect(NatsSettings(servers=[stack.nats.url]))
+        try:
+            return (await client.pull(job_id, checkpoint, dest)).path
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
 def wait_job(client: openai.OpenAI, job_id: str, until: tuple[str, ...] = TERMINAL) -> Any:
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
@@ -172,16 +187,16 @@ def dpo_done(stack: Stack):
     return f, done
 
 
-def test_dpo_job_succeeds_with_the_final_model_named(stack: Stack, dpo_done) -> None:
+def test_dpo_job_succeeds_with_the_final_model_named(stack: Stack, dpo_done, tmp_path: Path) -> None:
     f, job = dpo_done
-    assert job.fine_tuned_model and Path(job.fine_tuned_model).is_dir()
+    assert job.fine_tuned_model == f"nats://trl_artifacts/{job.id}/final"  # the artifact store: pullable anywhere
     assert job.finished_at and job.finished_at >= job.created_at
     assert job.error is None
     assert job.training_file == f.id
     assert job.hyperparameters.n_epochs == 1 and job.hyperparameters.batch_size == 2
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(job.fine_tuned_model)
+    model = AutoModelForCausalLM.from_pretrained(pull(stack, job.id, "final", tmp_path / "final"))
     assert model.config.num_hidden_layers == 2
     listed = stack.client().fine_tuning.jobs.list()
     assert job.id in [j.id for j in listed.data]
@@ -222,7 +237,7 @@ def test_events_page_newest_first_with_metrics(stack: Stack, dpo_done) -> None:
     assert raw["object"] == "list" and raw["has_more"] is True and [e["id"] for e in raw["data"]] == ids[:2]
 
 
-def test_checkpoints_listed_and_loadable_with_transformers(stack: Stack, dpo_done) -> None:
+def test_checkpoints_listed_and_loadable_with_transformers(stack: Stack, dpo_done, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     _, job = dpo_done
@@ -238,7 +253,9 @@ def test_checkpoints_listed_and_loadable_with_transformers(stack: Stack, dpo_don
     for c in intermediate:
         assert c.metrics.train_loss is not None
         assert c.metrics.valid_loss is None  # no validation file
-        model = AutoModelForCausalLM.from_pretrained(c.fine_tuned_model_checkpoint)
+        assert c.fine_tuned_model_checkpoint == f"nats://trl_artifacts/{job.id}/checkpoint-{c.step_number}"
+        path = pull(stack, job.id, c.step_number, tmp_path / f"step-{c.step_number}")
+        model = AutoModelForCausalLM.from_pretrained(path)
         assert model.config.vocab_size > 0
     first = client.fine_tuning.jobs.checkpoints.list(job.id, limit=1)
     assert first.has_more and first.data[0].id == ckpts[0].id
@@ -559,3 +576,30 @@ def test_a_retried_create_with_an_idempotency_key_returns_the_same_job(stack: St
     for job_id in (first.id, other.id):  # they were only needed to exist
         client.fine_tuning.jobs.cancel(job_id)
         assert wait_job(client, job_id).status == "cancelled"
+
+
+def test_pause_then_resume_a_running_job_trains_every_step_once(stack: Stack) -> None:
+    client = stack.client()
+    f = upload(client, "pause.jsonl", dpo_lines(8, start=40))
+    job = dpo_job(client, stack.model, f.id, n_epochs=3, batch_size=1)  # 24 steps
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:  # until training has logged a step
+        if any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id, limit=10).data):
+            break
+        time.sleep(0.5)
+    paused = client.fine_tuning.jobs.pause(job.id)
+    assert paused.status in ("running", "paused")  # running while it saves its checkpoint
+    assert wait_job(client, job.id, until=("paused", *TERMINAL)).status == "paused"
+    with pytest.raises(openai.NotFoundError):
+        stack.client(BOB).fine_tuning.jobs.resume(job.id)  # not a job of this key
+    resumed = client.fine_tuning.jobs.resume(job.id)
+    assert resumed.status == "queued"
+    with pytest.raises(openai.ConflictError) as err:
+        client.fine_tuning.jobs.resume(job.id)  # queued or running again: not paused
+    assert "not paused" in err.value.body["message"] and err.value.body["code"] == "job_not_paused"
+    done = wait_job(client, job.id)
+    assert done.status == "succeeded", (done.error, stack.agent.log()[-3000:])
+    events = client.fine_tuning.jobs.list_events(job.id, limit=1000).data
+    steps = sorted(e.data["step"] for e in events if e.type == "metrics" and "reward_margin" in (e.data or {}))
+    assert steps == list(range(1, 25)), steps  # every step trained once: none lost, none repeated
+    assert any(e.message.startswith("Job paused") for e in events)

@@ -219,3 +219,68 @@ def test_llama_stack_status_of_a_paused_job_is_the_closest_one(state, shown):
     ref = DatasetRef(object="sha256-" + "0" * 64, sha256="0" * 64, rows=1, bytes=2)
     rec = JobRecord(job_id="p", spec=JobSpec(job_id="p", model="m", dataset=ref), state=state)
     assert mapping.status_response(rec).status.value == shown
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "paused", "cancel", "state"),
+    [
+        (0, True, None, S.paused),  # stopped at the pause, checkpoint stored
+        (0, False, None, S.completed),  # ran to the end before the pause took effect
+        (1, True, None, S.scheduled),  # a stale marker never hides a failure: retried as usual
+        (0, True, "cancelled by user", S.cancelled),  # cancel wins over pause
+    ],
+)
+def test_attempt_outcome_of_a_pause(exit_code, paused, cancel, state):
+    from trl_nats_agent.outcome import Settle, outcome
+
+    end = outcome(
+        exit_code=exit_code, error=None, attempt=1, max_attempts=3, agent_id="a1", cancel_reason=cancel, paused=paused
+    )
+    assert end.state is state
+    if state is S.paused:
+        assert end.settle is Settle.ack and end.handed_back and not end.failed and "resume" in end.message
+
+
+def test_pause_callback_saves_and_stops_at_the_next_step_once_asked(tmp_path):
+    """One process (no process group): the flag file asks, the callback sets should_save and should_training_stop."""
+    from transformers import TrainerControl, TrainerState
+    from trl_nats_agent.recipes.contract import PAUSE_FLAG, PAUSED_MARKER
+    from trl_nats_agent.recipes.pause import PauseCallback
+
+    class Events:
+        lines: list[str] = []
+
+        def log(self, line, level="info"):
+            self.lines.append(line)
+
+    (tmp_path / PAUSE_FLAG).write_text("stale")  # left by an earlier run: not for this one
+    (tmp_path / PAUSED_MARKER).write_text("{}")
+    cb = PauseCallback(tmp_path, Events(), is_main=True)
+    assert not (tmp_path / PAUSE_FLAG).exists() and not (tmp_path / PAUSED_MARKER).exists()
+    state, control = TrainerState(global_step=3), TrainerControl()
+    cb.on_step_end(None, state, control)
+    assert not control.should_save and not control.should_training_stop and not cb.paused
+
+    (tmp_path / PAUSE_FLAG).write_text("pause\n")
+    state.global_step = 4
+    cb.on_step_end(None, state, control)
+    assert control.should_save and control.should_training_stop and cb.paused and cb.step == 4
+    assert Events.lines == ["pausing after step 4: saving checkpoint-4"]
+    cb.confirm()
+    assert json.loads((tmp_path / PAUSED_MARKER).read_text()) == {"step": 4}
+
+
+async def test_a_pausing_job_whose_owner_died_is_taken_over_and_stays_pausing(settings):
+    """Its new owner runs it in the pausing state, so it pauses at its first step instead of staying stuck."""
+    from trl_nats.messages import Allocation
+
+    client = await Client.connect(settings)
+    try:
+        spec = JobSpec(job_id="p-takeover", model="m", dataset=await client.upload_dataset([{"a": 1}]))
+        await client.store.create(JobRecord(job_id=spec.job_id, spec=spec))
+        await client.store.transition("p-takeover", S.in_progress, change=lambda r: {"owner": "dead", "attempt": 1})
+        record = await client.store.transition("p-takeover", S.pausing)
+        taken = await client.store.claim(record, "a2", [Allocation(agent="a2", node="n2", gpus=[0])])
+        assert taken.state is S.pausing and taken.owner == "a2" and taken.attempt == 2
+    finally:
+        await client.close()

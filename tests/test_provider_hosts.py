@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -551,7 +552,9 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
 
 
 def test_the_shipped_ogx_run_config_serves_https_with_certificates_from_the_environment(tmp_path):
-    from trl_nats_provider.stack import SHIPPED_RUN_CONFIGS, LlamaStackError, LlamaStackServer, free_port
+    from trl_nats_provider.stack import SHIPPED_RUN_CONFIGS, LlamaStackError, LlamaStackServer
+
+    from trl_nats.ports import free_port
 
     bin_dir = stack_bin("ogx")
     env = dict(
@@ -578,18 +581,19 @@ def test_the_shipped_ogx_run_config_serves_https_with_certificates_from_the_envi
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    verify = ssl.create_default_context(cafile=str(cert))
     try:
         deadline = time.monotonic() + 300
         while True:
             assert proc.poll() is None, (tmp_path / "tls.log").read_text()[-3000:]
             try:
-                resp = httpx.get(f"https://127.0.0.1:{port}/v1/health", verify=str(cert), timeout=5)
+                resp = httpx.get(f"https://127.0.0.1:{port}/v1/health", verify=verify, timeout=5)
                 break
             except httpx.HTTPError:
                 assert time.monotonic() < deadline, (tmp_path / "tls.log").read_text()[-3000:]
                 time.sleep(0.5)
         assert resp.status_code == 200
-        jobs = httpx.get(f"https://127.0.0.1:{port}{PT}/jobs", verify=str(cert), timeout=60)
+        jobs = httpx.get(f"https://127.0.0.1:{port}{PT}/jobs", verify=verify, timeout=60)
         assert jobs.status_code == 503 and "cannot reach NATS" in message(jobs), jobs.text
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=5)

@@ -26,9 +26,10 @@ import pytest
 from llama_stack_client import LlamaStackClient
 from support import REPO, processes_matching
 from trl_nats_provider.embedded import EmbeddedStack, shipped_dataset
-from trl_nats_provider.stack import SHIPPED_RUN_CONFIG, LlamaStackServer, free_port
+from trl_nats_provider.stack import SHIPPED_RUN_CONFIG, LlamaStackServer
 
 from trl_nats.client import Client
+from trl_nats.ports import free_port
 from trl_nats.settings import NatsSettings
 
 pytestmark = pytest.mark.integration

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from trl_nats.ports import free_ports
+
 
 class NatsServerError(RuntimeError):
     pass
@@ -124,23 +126,6 @@ class EmbeddedNats:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
-    """``n`` distinct ports free right now (a cluster's routes must be known before any node starts)."""
-    import socket
-
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind((host, 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 class ClusterNode:

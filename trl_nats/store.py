@@ -35,8 +35,9 @@ LEGAL: dict[JobState, frozenset[JobState]] = {
     S.cancelled: frozenset(),
 }
 
-# a job can be claimed while it waits, or taken over while its owner is gone
-CLAIMABLE: frozenset[JobState] = frozenset({S.scheduled, S.in_progress})
+# a job can be claimed while it waits, or taken over while its owner is gone (a pausing one stays pausing:
+# its new owner pauses it at its first step)
+CLAIMABLE: frozenset[JobState] = frozenset({S.scheduled, S.in_progress, S.pausing})
 
 _UNSET = object()
 

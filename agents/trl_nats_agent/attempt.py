@@ -18,12 +18,13 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from trl_nats.messages import JobKind, JobRecord, JobState, LogEvent, StatusEvent, now
+from trl_nats.ports import free_port
 from trl_nats.settings import NatsSettings
 from trl_nats.store import IllegalTransition, JobNotFound, JobStore, LostClaim
 from trl_nats_agent import pausing
 from trl_nats_agent.checkpoints import CheckpointStore, CheckpointStoreError
 from trl_nats_agent.job import RunningJob
-from trl_nats_agent.launcher import TrainingProcess, free_port, torchrun_command
+from trl_nats_agent.launcher import TrainingProcess, torchrun_command
 from trl_nats_agent.metrics import AgentMetrics
 from trl_nats_agent.node import Node
 from trl_nats_agent.outcome import Outcome, Settle, outcome

@@ -30,7 +30,7 @@ from trl_nats_agent.recipes.contract import COMPLETE_MARKER  # written by the re
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 2 << 30
+DEFAULT_MAX_BYTES = 32 << 30  # streamed in 1 MiB blocks, so memory is not the limit: the server's disk is
 
 
 class CheckpointStoreError(RuntimeError):

@@ -162,11 +162,12 @@ class Claims:
         if record.state.terminal or pausing.drop_delivery(record):
             await msg.ack()  # cancelled or paused while waiting, or a duplicate of a finished job
             return None
-        if record.state is JobState.in_progress and record.owner == self.id and spec.job_id in self.running:
+        running = record.state in (JobState.in_progress, JobState.pausing)
+        if running and record.owner == self.id and spec.job_id in self.running:
             # our own job, redelivered while we finish it (its final write rode out an election): not a new run
             await msg.nak(delay=self.nats.ack_wait_s)
             return None
-        if record.state is JobState.in_progress and record.owner != self.id:
+        if running and record.owner != self.id:
             if await self.node.owner_alive(record):
                 # redelivered while its owner still runs it (e.g. broker restart): not ours
                 await msg.nak(delay=self.nats.ack_wait_s)

@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 from typing import Literal
 
+from trl_nats.ports import free_port
 from trl_nats.server import EmbeddedNats
-from trl_nats_provider.stack import LlamaStackServer, free_port, write_run_config
+from trl_nats_provider.stack import LlamaStackServer, write_run_config
 
 REPO = Path(__file__).resolve().parent.parent.parent
 

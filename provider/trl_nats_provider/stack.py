@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -166,12 +165,6 @@ def write_run_config(path: str | os.PathLike[str], **kwargs: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dump_run_config(run_config(**kwargs), kwargs.get("stack", "llama-stack-0.6")))
     return path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def llama_command() -> list[str]:

@@ -40,6 +40,23 @@ ROWS = [
         JobState.scheduled, Settle.nak, "x", f"handed back by {AGENT} (agent stopping): x", 2.5, True, False, False,
     ),
     (
+        "exit 0 at a pause: paused, not counted, the message leaves the queue",
+        dict(exit_code=EXIT_OK, error=None, attempt=2, paused=True),
+        JobState.paused, Settle.ack, None,
+        f"paused by {AGENT}: GPUs released; `trl-nats resume` continues from the stored checkpoint",
+        0.0, True, False, False,
+    ),
+    (
+        "a failure at a pause is a failure: retried",
+        dict(exit_code=EXIT_ERROR, error="boom", attempt=1, paused=True),
+        JobState.scheduled, Settle.nak, "boom", "attempt 1 failed; retrying: boom", 2.0, False, True, True,
+    ),
+    (
+        "a cancel wins over a pause",
+        dict(exit_code=EXIT_OK, error=None, attempt=1, paused=True, cancel_reason="stop"),
+        JobState.cancelled, Settle.ack, "stop", "stop", 0.0, False, False, False,
+    ),
+    (
         "exit 0: completed, the attempt's error is dropped",
         dict(exit_code=EXIT_OK, error="a warning", attempt=2),
         JobState.completed, Settle.ack, None, "completed", 0.0, False, False, False,

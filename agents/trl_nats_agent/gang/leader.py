@@ -12,11 +12,11 @@ from nats.aio.msg import Msg
 from nats.js.errors import KeyWrongLastSequenceError
 
 from trl_nats.messages import Allocation, GangMember, GangRecord, GangState, JobRecord, JobSpec, JobState, now
+from trl_nats.ports import free_port
 from trl_nats.store import IllegalTransition, JobStore, LostClaim
 from trl_nats_agent.gang import protocol
 from trl_nats_agent.gang.board import Board
 from trl_nats_agent.job import RunningJob
-from trl_nats_agent.launcher import free_port
 from trl_nats_agent.metrics import AgentMetrics
 from trl_nats_agent.node import Node
 

@@ -6,7 +6,8 @@ wait on it: :meth:`EventEmitter.emit` puts the event on a bounded queue and
 returns; a background thread writes. When the queue is full, or the socket is
 missing or closed, events are dropped and counted, and training goes on.
 
-Lines are one JSON object each, a typed rank event (:data:`RankEvent`) tagged by ``kind``:
+Lines are one JSON object each, a typed rank event (``trl_nats.messages.RankEvent``, the types the agent's
+relay decodes) tagged by ``kind``:
 
 - ``metrics`` (:class:`RankMetrics`): ``{"kind", "step", "total_steps", "epoch", "metrics": {name: float}}``
 - ``checkpoint`` (:class:`RankCheckpoint`): ``{"kind", "step", "epoch", "path", "metrics", "final"}``
@@ -17,7 +18,6 @@ Only rank 0 emits: on other ranks (and without the variable) every call is a no-
 
 from __future__ import annotations
 
-import math
 import os
 import queue
 import socket
@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from trl_nats.messages import RankCheckpoint, RankEvent, RankLog, RankMetrics, finite_metrics
+
 from .contract import EVENTS_SOCKET_ENV as SOCKET_ENV
 
 QUEUE_SIZE = 10_000
@@ -35,40 +37,7 @@ CLOSE_TIMEOUT_S = 5.0
 _STOP = object()
 
 
-class RankMetrics(msgspec.Struct, tag="metrics", tag_field="kind", kw_only=True):
-    step: int
-    total_steps: int | None
-    epoch: float
-    metrics: dict[str, float]
-
-
-class RankCheckpoint(msgspec.Struct, tag="checkpoint", tag_field="kind", kw_only=True):
-    step: int
-    epoch: float
-    path: str
-    metrics: dict[str, float]
-    final: bool = False
-
-
-class RankLog(msgspec.Struct, tag="log", tag_field="kind", kw_only=True):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    line: str
-
-
-RankEvent = RankMetrics | RankCheckpoint | RankLog
 _encode = msgspec.json.Encoder().encode
-
-
-def finite_metrics(values: dict[str, Any]) -> dict[str, float]:
-    """Keep the numbers that JSON can carry: finite ints and floats, as floats (bools dropped)."""
-    out: dict[str, float] = {}
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        value = float(value)
-        if math.isfinite(value):
-            out[name] = value
-    return out
 
 
 class EventEmitter:

@@ -143,3 +143,31 @@ def fit_dataset(dataset: Any, budget: LengthBudget, name: str, log: Callable[[st
         )
     kept = fitted.filter(_is_kept, input_columns=[FIT_COLUMN], **map_kwargs)
     return kept.remove_columns([FIT_COLUMN])
+
+
+SAMPLE_ROWS = 2000
+TEMPLATE_SLACK = 32  # tokens a chat template adds around the messages, roughly
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return "\n".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
+    return value if isinstance(value, str) else ""
+
+
+def sampled_longest(dataset: Any, tokenizer: Any, seed: int = 0) -> int:
+    """About the longest sequence the rows make, in tokens, from up to :data:`SAMPLE_ROWS` rows: what the
+    memory estimate plans for (a long context the data never fills costs nothing to plan around)."""
+    import random
+
+    indices = list(range(len(dataset)))
+    if len(indices) > SAMPLE_ROWS:
+        indices = random.Random(seed).sample(indices, SAMPLE_ROWS)
+    texts = []
+    for row in dataset.select(indices):
+        prompt = _text(row.get("prompt"))
+        answers = [_text(row.get(f)) for f in ("chosen", "rejected", "completion", "messages", "text")]
+        texts.append(prompt + max(answers, key=len))
+    if not texts:
+        return 0
+    return max(len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]) + TEMPLATE_SLACK

@@ -28,9 +28,8 @@ import time
 from pathlib import Path
 
 from trl_nats.messages import JobSpec, decode
+from trl_nats_agent.recipes.contract import COMPLETE_MARKER
 from trl_nats_agent.recipes.events import EventEmitter
-
-COMPLETE_MARKER = "trl_nats_complete.json"
 
 
 def _resume_step(resume: str | None, output: Path) -> tuple[int, Path | None]:

@@ -34,12 +34,18 @@ class RunSetup:
     tokenizer: PreTrainedTokenizerBase
     model: PreTrainedModel
     budget: lengths.LengthBudget
+    data_length: int  # about the longest sequence the rows make (sampled), for the memory estimate
     fsdp: bool
     plan: PerformancePlan = field(init=False)
 
     @property
     def max_length(self) -> int:
         return self.budget.max_length
+
+    @property
+    def planned_length(self) -> int:
+        """The sequence length the memory estimate plans for: the budget, or the data's when that is shorter."""
+        return min(self.budget.max_length, self.data_length or self.budget.max_length)
 
     @property
     def trust_remote_code(self) -> bool:
@@ -90,6 +96,7 @@ def prepare(args: RecipeArgs, kind: JobKind, events: EventEmitter, *, what: str)
         tokenizer=tokenizer,
         model=model,
         budget=budget,
+        data_length=lengths.sampled_longest(train.dataset, tokenizer, spec.params.seed),
         fsdp=trainer.use_fsdp(spec.params, device, dist_info),
     )
 

@@ -141,7 +141,7 @@ def plan_performance(setup: RunSetup, *, uses_reference: bool, trainable: bool) 
         liger_supported=setup.device == "cuda" and performance.liger_supports(shape.model_type),
         uses_reference=uses_reference,
         trainable=trainable,
-        max_length=setup.max_length,
+        max_length=setup.planned_length,
     )
     attention = getattr(model.config, "_attn_implementation", None) or "default"
     setup.events.log(f"performance: {shape.params:,} parameters, {precision.name}, attention {attention}")

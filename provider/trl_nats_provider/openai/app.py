@@ -251,6 +251,22 @@ def job_router(gateway_of: Callable[[Request], Any], namespace_of: Callable[[Req
 
         return await respond(request, work)
 
+    @router.post("/v1/fine_tuning/jobs/{job_id}/pause")
+    async def pause_job(job_id: str, request: Request) -> Response:
+        async def work() -> Any:
+            ns = namespace_of(request)
+            return await (await gateway(request)).pause(ns, job_id)
+
+        return await respond(request, work)
+
+    @router.post("/v1/fine_tuning/jobs/{job_id}/resume")
+    async def resume_job(job_id: str, request: Request) -> Response:
+        async def work() -> Any:
+            ns = namespace_of(request)
+            return await (await gateway(request)).resume(ns, job_id)
+
+        return await respond(request, work)
+
     @router.get("/v1/fine_tuning/jobs/{job_id}/events")
     async def list_events(job_id: str, request: Request) -> Response:
         async def work() -> Any:

@@ -40,7 +40,7 @@ class FileRecord(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     purpose: str
     status: str  # processed | error
     status_details: str | None = None
-    raw: DatasetRef  # the upload as sent
+    raw: DatasetRef | None = None  # the upload as sent (None: the bytes live in a host's Files API, see ogx.py)
     datasets: dict[str, DatasetRef] = msgspec.field(default_factory=dict)  # method -> checked rows
     formats: dict[str, str] = msgspec.field(default_factory=dict)  # method -> row format
 
@@ -159,6 +159,8 @@ class FileStore:
         return out
 
     async def content(self, record: FileRecord) -> bytes:
+        if record.raw is None:
+            raise not_found("file content", record.id)
         buf = io.BytesIO()
         try:
             await self.client.topo.datasets.get(record.raw.object, writeinto=buf)
@@ -168,10 +170,10 @@ class FileStore:
 
     async def delete(self, record: FileRecord) -> None:
         await self.kv.delete(f"{record.namespace}.{record.id}")
-        objects = {record.raw.object, *(d.object for d in record.datasets.values())}
+        objects = {d.object for d in record.datasets.values()} | ({record.raw.object} if record.raw else set())
         in_use: set[str] = set()
         for other in await self.list(None):
-            in_use |= {other.raw.object, *(d.object for d in other.datasets.values())}
+            in_use |= {d.object for d in other.datasets.values()} | ({other.raw.object} if other.raw else set())
         for job in await self.client.list_jobs():
             if not job.state.terminal:
                 in_use |= {job.spec.dataset.object, *([job.spec.eval_dataset.object] if job.spec.eval_dataset else [])}

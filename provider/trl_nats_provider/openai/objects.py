@@ -85,8 +85,8 @@ def method_name(kind: JobKind) -> str:
 
 
 def location(ckpt: Checkpoint) -> str:
-    """Where a checkpoint can be fetched: its stored location (a shared path or nats-obj://...), else
-    the directory the trainer wrote on its node."""
+    """Where a checkpoint can be fetched: its stored location (``nats://<bucket>/<job>/<name>`` in the artifact
+    store, pulled with ``Client.pull``, or a directory store's path), else the directory the trainer wrote."""
     return ckpt.location or ckpt.path
 
 

@@ -30,6 +30,7 @@ from trl_nats.messages import (
     valid_job_id,
     validate_spec,
 )
+from trl_nats.pausing import CannotPause
 from trl_nats.store import JobNotFound
 from trl_nats_provider.openai import objects
 from trl_nats_provider.openai.errors import APIError, bad_request, conflict, not_found, unavailable
@@ -209,6 +210,24 @@ class Gateway:
                 f"Job {job_id} already ended as {objects.status(exc.record)}: there is nothing to cancel.",
                 "job_already_finished",
             ) from None
+        return objects.job_object(record)
+
+    async def pause(self, namespace: str, job_id: str) -> dict[str, Any]:
+        """Pause: a queued job leaves the queue; a running one saves a checkpoint at its next step and stops."""
+        await self.record(namespace, job_id)
+        try:
+            record = await self.client.job(job_id).pause()
+        except CannotPause as exc:
+            raise conflict(f"{exc}.", "job_not_pausable") from None
+        return objects.job_object(record)
+
+    async def resume(self, namespace: str, job_id: str) -> dict[str, Any]:
+        """Queue a paused job again; an agent continues it from the checkpoint it stopped at."""
+        await self.record(namespace, job_id)
+        try:
+            record = await self.client.job(job_id).resume()
+        except CannotPause as exc:
+            raise conflict(f"{exc}.", "job_not_paused") from None
         return objects.job_object(record)
 
     async def events_page(self, namespace: str, job_id: str, after: str | None, limit: int) -> dict[str, Any]:
