@@ -40,6 +40,8 @@ EIGHT_ROWS = preference_rows(8)
 def stack(tmp_path_factory):
     state = tmp_path_factory.mktemp("bad-inputs")
     (state / "models" / "tiny").mkdir(parents=True)
+    # the no-op trainer loads no weights, but the agent checks that a model directory holds a config.json
+    (state / "models" / "tiny" / "config.json").write_text('{"model_type": "llama"}')
     s = EmbeddedStack(
         state,
         slots=1,

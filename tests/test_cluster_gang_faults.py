@@ -8,6 +8,7 @@ gang on the two live agents, where it completes.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 
 import pytest
@@ -15,7 +16,7 @@ from support import NOOP, ROWS, agents_up, processes_matching
 from support.cluster import cluster_settings, local_cluster, wait_for
 
 from trl_nats.client import Client
-from trl_nats.messages import JobSpec, JobState, MetricsEvent, Resources, StatusEvent
+from trl_nats.messages import GangRecord, GangState, JobSpec, JobState, MetricsEvent, Resources, StatusEvent, decode
 
 pytestmark = pytest.mark.integration
 
@@ -74,4 +75,67 @@ async def test_gang_leader_sigkilled_mid_run_stops_every_node_and_the_job_is_ret
         second = sorted(e.step for e in events if isinstance(e, MetricsEvent) and e.attempt == 2)
         assert second and second[-1] == STEPS
     finally:
+        await client.close()
+
+
+async def test_a_member_frozen_while_forming_does_not_hold_the_gang_past_its_timeout(settings, start_agent):
+    """A 3-node job on two agents: the second joins the forming gang and is frozen (SIGSTOP) at once. The
+    leader gives up on its own clock (the gang timeout) while the member is still frozen, and the job goes
+    back to the queue as a wait, not a failed attempt; thawed, the member leaves and holds nothing."""
+    leader = start_agent("f-a", slots=1, recipe=NOOP, extra=["--gang-timeout", "6"])
+    member = start_agent("f-b", slots=1, recipe=NOOP, extra=["--gang-timeout", "6"])
+    client = await Client.connect(settings)
+    watcher = await client.topo.gangs.watchall()
+    seen: list[tuple[bool, GangRecord | None]] = []  # (member frozen at that moment, record)
+    frozen = False
+    try:
+        await wait_for(lambda: agents_up(client, 2), "both agents to heartbeat")
+
+        async def follow():
+            nonlocal frozen
+            async for entry in watcher:
+                if entry is None or entry.key != "gang-frozen":
+                    continue
+                rec = decode(entry.value, GangRecord) if entry.value else None
+                if rec and rec.state is GangState.forming and "f-b" in {m.agent for m in rec.members} and not frozen:
+                    member.proc.send_signal(signal.SIGSTOP)
+                    frozen = True
+                seen.append((frozen, rec))
+
+        follower = asyncio.create_task(follow())
+        spec = JobSpec(
+            job_id="gang-frozen",
+            model="unused",
+            dataset=await client.upload_dataset(ROWS),
+            resources=Resources(nodes=3, gpus_per_node=1),
+            labels={"noop.steps": "5", "noop.step_s": "0.1"},
+        )
+        job = await client.submit(spec, check_fleet=False)  # three nodes, two agents: it can only form and wait
+
+        async def given_up():
+            return next(
+                (rec for was_frozen, rec in seen if was_frozen and rec and rec.state is GangState.aborted), None
+            )
+
+        aborted = await wait_for(given_up, "the leader to give up on the gang with a frozen member", guard=120)
+        assert frozen, "the member never joined"
+        assert "timed out" in (aborted.reason or ""), aborted
+        record = await job.status()
+        assert record.state is JobState.scheduled and record.attempt == 0, "forming is a wait, not an attempt"
+        member.proc.send_signal(signal.SIGCONT)
+        frozen = False
+
+        async def member_free():
+            agents = {a.agent_id: a for a in await client.list_agents()}
+            b = agents.get("f-b")
+            return b is not None and not b.running_jobs and len(b.free_gpus) == len(b.gpus)
+
+        await wait_for(member_free, "the thawed member to hold nothing", guard=120)
+        follower.cancel()
+        assert leader.proc.poll() is None and member.proc.poll() is None
+        await job.cancel()
+    finally:
+        if frozen:
+            member.proc.send_signal(signal.SIGCONT)
+        await watcher.stop()
         await client.close()

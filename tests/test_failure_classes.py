@@ -64,8 +64,11 @@ async def test_permanent_errors_fail_on_attempt_1_with_their_sentence(settings, 
             statuses = [e for e in [e async for e in client.job(spec.job_id).events()] if isinstance(e, StatusEvent)]
             assert [e.state for e in statuses] == [JobState.scheduled, JobState.in_progress, JobState.failed], case
             assert "cannot run as specified" in statuses[-1].message and error in statuses[-1].message
-        info = await client.js.stream_info(client.names.jobs_stream)
-        assert info.state.messages == 0, "a failed job's message must leave the queue"
+
+        async def queue_empty() -> bool:  # the message is settled (term) just after the record is written
+            return (await client.js.stream_info(client.names.jobs_stream)).state.messages == 0
+
+        await wait_for(queue_empty, "every failed job's message to leave the queue", timeout=60)
     finally:
         await client.close()
 

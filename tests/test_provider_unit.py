@@ -564,3 +564,5 @@ def test_examples_and_demo_are_importable_scripts():
         out = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=120)
         assert out.returncode == 0, out.stderr
         assert "usage" in out.stdout.lower()
+        if "trl_nats_provider.demo" in args:
+            assert "--stack {0.6,0.7,ogx}" in out.stdout and "--stack-bin" in out.stdout, out.stdout

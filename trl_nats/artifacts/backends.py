@@ -98,7 +98,8 @@ class NatsBackend:
 
     async def read_manifest(self, job_id: str, name: str) -> bytes | None:
         try:
-            return (await self.obs.get(self._object(job_id, name, MANIFEST_FILE))).data
+            obj = self._object(job_id, name, MANIFEST_FILE)  # read through an election, as the puts are
+            return (await retry.retry_write(lambda: self.obs.get(obj), f"the read of manifest {obj}")).data
         except (ObjectNotFoundError, NotFoundError):
             return None
 

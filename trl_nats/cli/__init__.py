@@ -20,7 +20,8 @@ from trl_nats.artifacts import cli as artifacts_cli
 from trl_nats.cli import pause as pause_cli
 from trl_nats.cli.jobs import COMMANDS, CliError, read_dataset, run_with
 from trl_nats.cli.parser import build_parser
-from trl_nats.cli.stack import AGENT_PACKAGE, agent_available, run_demo, run_up
+from trl_nats.cli.stack import run_demo, run_up
+from trl_nats.local_agent import AGENT_PACKAGE, agent_available
 from trl_nats.messages import BadMessage
 from trl_nats.pausing import CannotPause
 from trl_nats.store import JobNotFound

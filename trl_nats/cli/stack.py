@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import signal
 import subprocess
@@ -18,15 +17,9 @@ import uuid
 from pathlib import Path
 
 from trl_nats.cli.jobs import CliError, cmd_submit, run_with, shipped_dataset
+from trl_nats.local_agent import AGENT_PACKAGE, agent_available, agent_process
 from trl_nats.messages import JobKind
 from trl_nats.server import EmbeddedNats, LocalCluster
-
-AGENT_PACKAGE = "trl_nats_agent"
-
-
-def agent_available() -> bool:
-    """Whether the agent package is installed here (found, not imported: it brings torch)."""
-    return importlib.util.find_spec(AGENT_PACKAGE) is not None
 
 
 def tiny_model_module() -> str:
@@ -37,13 +30,6 @@ def tiny_model_module() -> str:
 def build_tiny_model(out: Path, dataset: Path) -> None:
     """A tiny Llama-style model and tokenizer in ``out``, built by the agent's builder run as a program."""
     subprocess.run([sys.executable, "-m", tiny_model_module(), str(out), "--dataset", str(dataset)], check=True)
-
-
-def agent_process(state_dir: Path, device: str, slots: int, server_url: str, *extra: str) -> subprocess.Popen:
-    """The node agent as a child process of this command, talking to ``server_url``."""
-    cmd = [sys.executable, "-m", AGENT_PACKAGE, "--state-dir", str(state_dir), "--device", device]
-    cmd += ["--slots", str(slots), *extra]
-    return subprocess.Popen(cmd, env=dict(os.environ, TRL_NATS_SERVERS=server_url))
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from trl_nats.local_agent import agent_available, agent_process
 from trl_nats.settings import ENV_PREFIX, add_connection_args
 
 GATEWAY_MODULE = "trl_nats_provider.openai"
@@ -105,12 +106,10 @@ def run(args: argparse.Namespace) -> int:
             server = EmbeddedNats(state / "nats").start()
             servers = server.url
             print(f"nats-server {server.url} (JetStream store {state / 'nats'})", flush=True)
-            if importlib.util.find_spec("trl_nats_agent") is None:
+            if not agent_available():
                 print("trl-nats: no agent installed here (pip install ./agents): jobs wait for one", flush=True)
             else:
-                cmd = [sys.executable, "-m", "trl_nats_agent", "--state-dir", str(state / "agent")]
-                cmd += ["--device", args.device, "--slots", str(args.slots), "--log-level", "WARNING"]
-                agent = subprocess.Popen(cmd, env=dict(os.environ, TRL_NATS_SERVERS=server.url))
+                agent = agent_process(state / "agent", args.device, args.slots, server.url, "--log-level", "WARNING")
                 print(f"agent started ({args.device}, state {state / 'agent'})", flush=True)
         gateway = subprocess.Popen(gateway_command(args), env=gateway_env(args, servers))
         print(f"OpenAI API: http://{args.host}:{args.port}/v1 (OpenAI(base_url=...))", flush=True)
