@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
-from nats.js.errors import NoKeysError, ObjectNotFoundError
+from nats.js.errors import ObjectNotFoundError
 
 from trl_nats import pausing, retry
 from trl_nats.artifacts.jobs import ArtifactsMixin
@@ -48,7 +48,7 @@ from trl_nats.publishing import publish_once
 from trl_nats.rows import encode_rows
 from trl_nats.settings import NatsSettings, connect, permission_denied
 from trl_nats.store import IllegalTransition, JobNotFound, JobStore
-from trl_nats.topology import Topology, ensure_topology
+from trl_nats.topology import Topology, bucket_keys, ensure_topology
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +200,7 @@ class Client(ArtifactsMixin):  # artifacts(), pull(), prune(): trl_nats/artifact
 
     async def list_gangs(self) -> list[GangRecord]:
         """Multi-node gangs forming or running now (see docs/scheduling.md)."""
-        try:
-            keys = await self.topo.gangs.keys()
-        except NoKeysError:
-            return []
+        keys = await bucket_keys(self.topo.gangs)
         gangs = []
         for key in keys:
             try:
@@ -239,10 +236,7 @@ class Client(ArtifactsMixin):  # artifacts(), pull(), prune(): trl_nats/artifact
 
     async def list_agents(self) -> list[AgentRecord]:
         kv = self.topo.agents
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return []
+        keys = await bucket_keys(kv)
         agents = []
         for key in keys:
             try:

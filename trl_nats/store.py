@@ -12,11 +12,12 @@ import logging
 from collections.abc import Callable
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from trl_nats import retry
 from trl_nats.messages import Allocation, JobRecord, JobState, check_job_id, decode, encode, now
+from trl_nats.topology import bucket_keys
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +102,7 @@ class JobStore:
         return (await self.get_with_revision(job_id))[0]
 
     async def list(self) -> list[JobRecord]:
-        try:
-            keys = await self.kv.keys()
-        except NoKeysError:
-            return []
+        keys = await bucket_keys(self.kv)
         out: list[JobRecord] = []
         for key in keys:
             try:

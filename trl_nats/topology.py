@@ -151,3 +151,16 @@ async def ensure_pool_consumer(
     except BadRequestError:
         await js.consumer_info(n.jobs_stream, durable)
     return durable
+
+
+async def bucket_keys(kv: KeyValue) -> list[str]:
+    """Every key that has a message in ``kv`` (a deleted key's marker included: callers skip misses on get).
+
+    Asked of the bucket's stream leader (stream info with a subjects filter), not through ``kv.keys()``: that
+    creates an ephemeral consumer and trusts its first ``num_pending``, which on a cluster can be 0 on a replica
+    still catching up after a restart, so ``keys()`` then says the bucket is empty (seen in the cluster soak:
+    every job of 200 missing from a listing right after a rolling restart).
+    """
+    prefix = kv._pre  # "$KV.<bucket>." (nats-py keeps the bucket's stream name and subject prefix private)
+    info = await kv._js.stream_info(kv._stream, subjects_filter=f"{prefix}>")
+    return [subject[len(prefix) :] for subject in (info.state.subjects or {})]
