@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from trl_nats import retry
 from trl_nats.messages import JobKind, JobRecord, JobState, LogEvent, StatusEvent, now
 from trl_nats.ports import free_port
 from trl_nats.settings import NatsSettings
@@ -32,7 +33,6 @@ from trl_nats_agent.preflight import model_problem, rows_problem
 from trl_nats_agent.recipes.contract import COMPLETE_MARKER, EXIT_BAD_JOB, bad_job_sentence, checkpoint_dir_name
 from trl_nats_agent.relay import EventSocket
 from trl_nats_agent.reporting import JobEvents, Progress, progress_fields
-from trl_nats_agent.retrying import write_until_done
 from trl_nats_agent.settings import INLINE_NOOP
 from trl_nats_agent.testing.inline import run_inline_noop
 from trl_nats_agent.workspace import Workspace
@@ -299,11 +299,13 @@ class Attempts:
             return  # the new owner decides; never ack a message that is not ours
         progress = job.pending_progress
         try:
-            await write_until_done(
-                lambda: self.store.transition(
-                    jid, end.state, owner=self.id, attempt=attempt, change=lambda r: _final_fields(r, end, progress)
-                ),
-                f"final state of {jid}",
+            await self.store.transition(
+                jid,
+                end.state,
+                owner=self.id,
+                attempt=attempt,
+                change=lambda r: _final_fields(r, end, progress),
+                bound_s=retry.RECORD_BOUND_S,
             )
         except (LostClaim, IllegalTransition, JobNotFound) as exc:
             log.warning("job %s: final state not written: %s", jid, exc)

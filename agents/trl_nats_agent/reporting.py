@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from trl_nats import retry
 from trl_nats.events import clock_seq, put_event
 from trl_nats.messages import CheckpointEvent, Event, JobRecord, JobSpec, JobState, LogEvent, MetricsEvent
 from trl_nats.publishing import EventPublisher
@@ -25,7 +26,6 @@ from trl_nats.subjects import Names
 from trl_nats_agent.checkpoints import CheckpointStore, CheckpointStoreError
 from trl_nats_agent.job import RunningJob
 from trl_nats_agent.metrics import AgentMetrics
-from trl_nats_agent.retrying import write_until_done
 
 log = logging.getLogger("trl_nats_agent")
 
@@ -122,11 +122,13 @@ class Progress:
             return fields
 
         try:
-            await write_until_done(
-                lambda: self.store.transition(
-                    job.spec.job_id, JobState.in_progress, owner=self.agent_id, attempt=job.attempt, change=change
-                ),
-                f"checkpoint {ckpt.step} of {job.spec.job_id}",
+            await self.store.transition(
+                job.spec.job_id,
+                JobState.in_progress,
+                owner=self.agent_id,
+                attempt=job.attempt,
+                change=change,
+                bound_s=retry.RECORD_BOUND_S,
             )
         except LostClaim:
             await self.on_lost_claim(job)

@@ -10,6 +10,7 @@ from trl_nats_agent.checkpoints import StoredCheckpoint
 from trl_nats_agent.job import RunningJob
 from trl_nats_agent.reporting import Progress
 
+from trl_nats import retry
 from trl_nats.messages import Checkpoint, CheckpointEvent, DatasetRef, JobRecord, JobSpec, JobState, LogEvent
 
 SHA = "0" * 64
@@ -29,7 +30,8 @@ class Store:
     def __init__(self, record: JobRecord) -> None:
         self.record = record
 
-    async def transition(self, job_id, to, *, owner=None, attempt=None, change=None):
+    async def transition(self, job_id, to, *, owner=None, attempt=None, change=None, bound_s=None):
+        self.bound_s = bound_s
         fields = change(self.record) if change else {}
         self.record = JobRecord(**{**{f: getattr(self.record, f) for f in self.record.__struct_fields__}, **fields})
         return self.record
@@ -95,3 +97,4 @@ def test_a_stored_checkpoint_is_announced_with_its_location_and_becomes_the_late
     assert announced.checkpoint.location == "nats://trl_artifacts/j1/checkpoint-2"
     assert announced.checkpoint.bytes == 1234
     assert store.record.latest_checkpoint.location == "nats://trl_artifacts/j1/checkpoint-2"
+    assert store.bound_s == retry.RECORD_BOUND_S  # recording it rides out a broker restart
