@@ -303,3 +303,37 @@ def test_serve_hands_the_connection_to_the_gateway_by_environment() -> None:
     assert env["TRL_NATS_PASSWORD"] == "secret" and env["TRL_NATS_USER"] == "u"
     assert env["TRL_NATS_SERVERS"] == "nats://127.0.0.1:4333"
     assert gateway_env(args)["TRL_NATS_SERVERS"] == "nats://a:1"
+
+
+def test_a_file_record_write_rides_out_an_election() -> None:
+    """An upload whose record write meets a stream with no leader is stored once the leader is back."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import nats.js.errors
+    from trl_nats_provider.openai.files import FileStore
+
+    from trl_nats.messages import DatasetRef
+
+    class ElectingKV:
+        def __init__(self) -> None:
+            self.outage, self.stored = 2, {}
+
+        async def create(self, key, value):
+            if self.outage:
+                self.outage -= 1
+                raise nats.js.errors.NoStreamResponseError
+            self.stored[key] = value
+            return 1
+
+    class Client:
+        settings = SimpleNamespace(write_retry_s=30.0)
+        nc = None
+
+        async def upload_dataset(self, data):
+            return DatasetRef(object="sha256-" + "0" * 64, sha256="0" * 64, rows=1, bytes=1)
+
+    kv = ElectingKV()
+    rows = b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
+    record = asyncio.run(FileStore(Client(), kv).create("ns", "d.jsonl", "fine-tune", rows))
+    assert kv.outage == 0 and list(kv.stored) == [f"ns.{record.id}"]
