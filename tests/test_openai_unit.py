@@ -152,7 +152,12 @@ def test_status_mapping(state, status) -> None:
 def test_job_object_fields_as_openai_fills_them() -> None:
     final = Checkpoint(step=4, epoch=1.0, path="/out/final", node="n1", final=True, created_at=140.0)
     mid = Checkpoint(
-        step=2, epoch=0.5, path="/out/checkpoint-2", node="n1", location="nats-obj://a/b", created_at=120.0
+        step=2,
+        epoch=0.5,
+        path="/out/checkpoint-2",
+        node="n1",
+        location="nats://trl_artifacts/j1/checkpoint-2",
+        created_at=120.0,
     )
     done = objects.job_object(
         _record(JobState.completed, finished_at=150.5, checkpoints=[mid, final], last_metrics={"num_tokens": 512.0})
@@ -168,7 +173,8 @@ def test_job_object_fields_as_openai_fills_them() -> None:
     assert failed["fine_tuned_model"] is None and failed["trained_tokens"] is None
     ckpts = objects.checkpoint_objects(_record(JobState.completed, checkpoints=[mid, final]))
     assert [c["step_number"] for c in ckpts] == [4, 2]
-    assert ckpts[1]["fine_tuned_model_checkpoint"] == "nats-obj://a/b"  # the stored copy, fetchable by anyone
+    # the stored copy, fetchable by anyone
+    assert ckpts[1]["fine_tuned_model_checkpoint"] == "nats://trl_artifacts/j1/checkpoint-2"
 
 
 def test_events_as_openai_event_objects() -> None:
