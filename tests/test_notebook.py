@@ -24,6 +24,7 @@ def test_the_notebook_runs_top_to_bottom(tmp_path, tiny_model, monkeypatch):
     with EmbeddedStack(tmp_path / "stack", slots=1, agent_args=["--heartbeat", "1"]) as stack:
         # the kernel is a child of this process: it reads these
         monkeypatch.setenv("LLAMA_STACK_URL", stack.url)
+        monkeypatch.setenv("TRL_NATS_SERVERS", stack.nats_url)  # to pull the final model from the artifact store
         monkeypatch.setenv("TRL_NATS_MODEL", str(tiny_model))
         monkeypatch.setenv("TRL_NATS_STEPS", "2")
         monkeypatch.setenv("TRL_NATS_JOB_UUID", "notebook-dpo")

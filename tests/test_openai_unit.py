@@ -152,7 +152,12 @@ def test_status_mapping(state, status) -> None:
 def test_job_object_fields_as_openai_fills_them() -> None:
     final = Checkpoint(step=4, epoch=1.0, path="/out/final", node="n1", final=True, created_at=140.0)
     mid = Checkpoint(
-        step=2, epoch=0.5, path="/out/checkpoint-2", node="n1", location="nats-obj://a/b", created_at=120.0
+        step=2,
+        epoch=0.5,
+        path="/out/checkpoint-2",
+        node="n1",
+        location="nats://trl_artifacts/j1/checkpoint-2",
+        created_at=120.0,
     )
     done = objects.job_object(
         _record(JobState.completed, finished_at=150.5, checkpoints=[mid, final], last_metrics={"num_tokens": 512.0})
@@ -168,7 +173,8 @@ def test_job_object_fields_as_openai_fills_them() -> None:
     assert failed["fine_tuned_model"] is None and failed["trained_tokens"] is None
     ckpts = objects.checkpoint_objects(_record(JobState.completed, checkpoints=[mid, final]))
     assert [c["step_number"] for c in ckpts] == [4, 2]
-    assert ckpts[1]["fine_tuned_model_checkpoint"] == "nats-obj://a/b"  # the stored copy, fetchable by anyone
+    # the stored copy, fetchable by anyone
+    assert ckpts[1]["fine_tuned_model_checkpoint"] == "nats://trl_artifacts/j1/checkpoint-2"
 
 
 def test_events_as_openai_event_objects() -> None:
@@ -303,3 +309,37 @@ def test_serve_hands_the_connection_to_the_gateway_by_environment() -> None:
     assert env["TRL_NATS_PASSWORD"] == "secret" and env["TRL_NATS_USER"] == "u"
     assert env["TRL_NATS_SERVERS"] == "nats://127.0.0.1:4333"
     assert gateway_env(args)["TRL_NATS_SERVERS"] == "nats://a:1"
+
+
+def test_a_file_record_write_rides_out_an_election() -> None:
+    """An upload whose record write meets a stream with no leader is stored once the leader is back."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import nats.js.errors
+    from trl_nats_provider.openai.files import FileStore
+
+    from trl_nats.messages import DatasetRef
+
+    class ElectingKV:
+        def __init__(self) -> None:
+            self.outage, self.stored = 2, {}
+
+        async def create(self, key, value):
+            if self.outage:
+                self.outage -= 1
+                raise nats.js.errors.NoStreamResponseError
+            self.stored[key] = value
+            return 1
+
+    class Client:
+        settings = SimpleNamespace(write_retry_s=30.0)
+        nc = None
+
+        async def upload_dataset(self, data):
+            return DatasetRef(object="sha256-" + "0" * 64, sha256="0" * 64, rows=1, bytes=1)
+
+    kv = ElectingKV()
+    rows = b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
+    record = asyncio.run(FileStore(Client(), kv).create("ns", "d.jsonl", "fine-tune", rows))
+    assert kv.outage == 0 and list(kv.stored) == [f"ns.{record.id}"]

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from support import processes_matching
+from support import model_dir, processes_matching
 from trl_nats_provider.embedded import EmbeddedStack, shipped_dataset
 
 pytestmark = pytest.mark.integration
@@ -152,10 +152,10 @@ def training_processes(job_uuid: str) -> list[int]:
     return out
 
 
-def assert_loads(path: str) -> None:
+def assert_loads(path: str, nats_url: str, dest: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(model_dir(path, nats_url, dest))
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
@@ -285,14 +285,14 @@ def test_cancelling_a_running_job_leaves_no_process(scenario):
     assert scenario["pids_after"] == [], f"training processes left after cancel: {scenario['pids_after']}"
 
 
-def test_artifacts_are_listed_and_the_final_checkpoint_loads(scenario):
+def test_artifacts_are_listed_and_the_final_checkpoint_loads(scenario, stack, tmp_path):
     arts = scenario["artifacts"]
     assert arts["job_uuid"] == scenario["short"] and arts["checkpoints"], arts
     finals = [c for c in arts["checkpoints"] if c["identifier"].endswith("/final")]
     assert finals, arts
     assert all(c["post_training_job_id"] == scenario["short"] for c in arts["checkpoints"])
     assert {scenario["short"], scenario["long"]} <= set(scenario["jobs"])
-    assert_loads(finals[0]["path"])
+    assert_loads(finals[0]["path"], stack.nats_url, tmp_path / "final")
 
 
 def test_a_restarted_server_still_reports_the_jobs(scenario, stack):
@@ -451,7 +451,7 @@ def _write_bad_inputs_table(cache, host: str, observed: dict[str, list[Any]]) ->
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_supervised_fine_tune_full_and_lora_complete(host, tiny_model, lora, request):
+def test_supervised_fine_tune_full_and_lora_complete(host, tiny_model, lora, request, tmp_path):
     if host != "ogx":  # before the stack fixture, so a -k selection does not start a stack to skip
         pytest.skip("SFT on llama-stack 0.6.1 is tests/test_provider_integration.py; the issue asks for OGX")
     http = request.getfixturevalue("http")
@@ -484,7 +484,7 @@ def test_supervised_fine_tune_full_and_lora_complete(host, tiny_model, lora, req
         if c["identifier"].endswith("/final")
     ]
     assert finals
-    assert_loads(finals[0]["path"])
+    assert_loads(finals[0]["path"], request.getfixturevalue("stack").nats_url, tmp_path / "final")
 
 
 # -- the provider hosts install no torch --------------------------------------------------------------

@@ -24,7 +24,7 @@ import llama_stack_client
 import psutil
 import pytest
 from llama_stack_client import LlamaStackClient
-from support import REPO, processes_matching
+from support import REPO, model_dir, processes_matching
 from trl_nats_provider.embedded import EmbeddedStack, shipped_dataset
 from trl_nats_provider.stack import SHIPPED_RUN_CONFIG, LlamaStackServer
 
@@ -127,10 +127,10 @@ def _is_training(pid: int) -> bool:
     return "torch.distributed.run" in cmd or "torchrun" in cmd or "trl_nats_agent.recipes" in cmd
 
 
-def assert_loads(path: str) -> None:
+def assert_loads(path: str, nats_url: str, dest: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(model_dir(path, nats_url, dest))
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
@@ -242,15 +242,16 @@ def test_resubmitting_a_job_uuid_does_not_start_a_second_job(dpo_run, client, ti
         preference_optimize(client, "ls-dpo", tiny_model, "prefs", steps=4, beta=0.3)
 
 
-def test_completed_job_is_listed_and_its_checkpoints_load(dpo_run, client):
+def test_completed_job_is_listed_and_its_checkpoints_load(dpo_run, client, stack, tmp_path):
     assert "ls-dpo" in job_ids(client)
     arts = artifacts(client, "ls-dpo")
     assert arts["job_uuid"] == "ls-dpo" and arts["checkpoints"]
     final = [c for c in arts["checkpoints"] if c["identifier"].endswith("/final")]
     assert final, arts
-    for ckpt in arts["checkpoints"]:
-        assert Path(ckpt["path"], "config.json").exists(), ckpt
-    assert_loads(final[0]["path"])
+    for ckpt in arts["checkpoints"]:  # each where its path says: the stored copy, fetched from anywhere
+        name = ckpt["identifier"].split("/")[-1]
+        assert Path(model_dir(ckpt["path"], stack.nats_url, tmp_path / name), "config.json").exists(), ckpt
+    assert_loads(final[0]["path"], stack.nats_url, tmp_path / "final-load")
 
 
 async def test_the_jobs_events_and_record_are_plain_json_on_nats(dpo_run, stack):
@@ -298,7 +299,7 @@ def test_cancelling_a_long_job_stops_its_torchrun(cancelled_run, client):
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_supervised_fine_tune_trains_to_completion(client, agent, tiny_model, lora):
+def test_supervised_fine_tune_trains_to_completion(client, agent, tiny_model, lora, stack, tmp_path):
     register(client, "sft", rows_of("sft.jsonl", 32))
     job_uuid = f"ls-sft-{'lora' if lora else 'full'}"
     algorithm = (
@@ -328,7 +329,7 @@ def test_supervised_fine_tune_trains_to_completion(client, agent, tiny_model, lo
     arts = artifacts(client, job_uuid)
     finals = [c for c in arts["checkpoints"] if c["identifier"].endswith("/final")]
     assert finals, arts
-    assert_loads(finals[0]["path"])
+    assert_loads(finals[0]["path"], stack.nats_url, tmp_path / "final")
     metrics = finals[0]["training_metrics"]
     assert metrics is None or metrics["perplexity"] is None or metrics["perplexity"] > 1.0
 

@@ -451,6 +451,32 @@ def test_status_response_of_a_queued_job_has_no_allocation_yet():
     assert resp.resources_allocated["node"] is None and resp.resources_allocated["requested"]["gpus_per_node"] == 1
 
 
+def test_a_stored_checkpoint_is_named_by_where_anyone_can_fetch_it():
+    stored = Checkpoint(
+        step=4,
+        epoch=1.0,
+        path="/out/j-2/checkpoint-4",
+        node="node-a",
+        location="nats://trl_artifacts/j-2/checkpoint-4",
+        sha256="0" * 64,
+        bytes=1234,
+    )
+    unstored = Checkpoint(step=6, epoch=1.5, path="/out/j-2/checkpoint-6", node="node-a")
+    first, second = mapping.artifacts_response(record(checkpoints=[stored, unstored])).checkpoints
+    assert (first.identifier, first.path) == ("j-2/checkpoint-4", "nats://trl_artifacts/j-2/checkpoint-4")
+    assert (second.identifier, second.path) == ("j-2/checkpoint-6", "/out/j-2/checkpoint-6")
+
+
+@pytest.mark.parametrize("state, shown", [(JobState.paused, "scheduled"), (JobState.pausing, "in_progress")])
+def test_a_paused_job_shows_the_closest_status_and_says_so(state, shown):
+    resp = mapping.status_response(record(state=state, finished_at=None, allocation=[]))
+    assert resp.status.value == shown
+    assert resp.resources_allocated["state"] == state.value
+    assert resp.resources_allocated["message"].startswith(f"{state.value}: reported as {shown}")
+    running = mapping.status_response(record(state=JobState.in_progress, finished_at=None))
+    assert "state" not in running.resources_allocated and "message" not in running.resources_allocated
+
+
 # -- the adapter against a real nats-server -------------------------------------------------
 
 

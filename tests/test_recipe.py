@@ -32,6 +32,7 @@ import pytest
 from support import REPO, SHIPPED
 
 from trl_nats.messages import DatasetRef, JobKind, JobSpec, LoraParams, TrainingParams, encode
+from trl_nats.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -168,12 +169,6 @@ def checkpoints(events: list[dict], final: bool) -> list[dict]:
 # -- running a recipe -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def recipe_command(module_or_script: str, nproc: int, args: list[str]) -> list[str]:
     target = ["-m", module_or_script] if not module_or_script.endswith(".py") else [module_or_script]
     if nproc == 1:
@@ -182,7 +177,7 @@ def recipe_command(module_or_script: str, nproc: int, args: list[str]) -> list[s
         str(BIN / "torchrun"),
         f"--nproc_per_node={nproc}",
         "--rdzv-backend=c10d",
-        f"--rdzv-endpoint=127.0.0.1:{_free_port()}",
+        f"--rdzv-endpoint=127.0.0.1:{free_port()}",
         *target,
         *args,
     ]

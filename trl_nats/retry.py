@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 
 WRITE_BOUND_S = 60.0  # how long a write keeps trying before NotWritten
+# the agent's writes that end an attempt or record a checkpoint: worth riding out a broker restart,
+# since giving up leaves the message to be redelivered and the attempt decided again elsewhere
+RECORD_BOUND_S = 600.0
 FIRST_DELAY_S = 0.1
 MAX_DELAY_S = 1.0
 DUPLICATE_IN_PROCESS = 10158  # JetStream: "duplicate message id is in process"  # a new leader is usable ~0.1 s after it is elected: don't sleep through it

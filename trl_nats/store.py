@@ -122,6 +122,7 @@ class JobStore:
         allowed_from: frozenset[JobState] | None = None,
         change: Callable[[JobRecord], dict] | None = None,
         retries: int = 50,
+        bound_s: float | None = None,
     ) -> JobRecord:
         """Move ``job_id`` to ``to`` with compare-and-set.
 
@@ -129,12 +130,14 @@ class JobStore:
         writer still holds the claim), else :class:`LostClaim`. ``change``
         returns extra field values computed from the current record.
         Timestamps are set here, so every writer sets them the same way.
+        ``bound_s``: how long the read and the write ride out an election (default: the store's).
         """
+        bound = self.write_bound_s if bound_s is None else bound_s
         for _ in range(retries):
             record, revision = await retry.retry_write(
                 lambda: self.get_with_revision(job_id),
                 f"job {job_id} -> {to.value} (reading it first)",
-                bound_s=self.write_bound_s,
+                bound_s=bound,
             )
             if owner is not _UNSET and (record.owner != owner or (attempt is not None and record.attempt != attempt)):
                 raise LostClaim(record, owner if isinstance(owner, str) else None, attempt)
@@ -157,7 +160,7 @@ class JobStore:
                     encode(new),
                     revision,
                     what=f"job {job_id} -> {to.value}",
-                    bound_s=self.write_bound_s,
+                    bound_s=bound,
                 )
                 return new
             except KeyWrongLastSequenceError:

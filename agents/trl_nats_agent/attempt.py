@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from trl_nats import retry
 from trl_nats.messages import JobKind, JobRecord, JobState, LogEvent, StatusEvent, now
 from trl_nats.ports import free_port
 from trl_nats.settings import NatsSettings
@@ -32,7 +33,6 @@ from trl_nats_agent.preflight import model_problem, rows_problem
 from trl_nats_agent.recipes.contract import COMPLETE_MARKER, EXIT_BAD_JOB, bad_job_sentence, checkpoint_dir_name
 from trl_nats_agent.relay import EventSocket
 from trl_nats_agent.reporting import JobEvents, Progress, progress_fields
-from trl_nats_agent.retrying import write_until_done
 from trl_nats_agent.settings import INLINE_NOOP
 from trl_nats_agent.testing.inline import run_inline_noop
 from trl_nats_agent.workspace import Workspace
@@ -100,11 +100,17 @@ class Attempts:
         except Exception as exc:
             log.exception("job %s: agent-side failure", spec.job_id)
             rc, error = None, f"agent error: {exc}"
-        if job.gang is not None and self.gangs is not None:
-            rc, error = await self.gangs.settle(job, rc, error)
+        # the training keepalive has stopped: the message stays ours through the gang settling, the final
+        # writes and the flush (an election can outlast the ack wait) until finish settles it
+        pinger = asyncio.create_task(keep_message_alive(job, self.keepalive_s))
         try:
+            if job.gang is not None and self.gangs is not None:
+                rc, error = await self.gangs.settle(job, rc, error)
             await self.finish(job, rc, error)
         finally:
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
             self.running.pop(spec.job_id, None)
             self.node.release(job.gpus)
             await self.node.beat()
@@ -293,11 +299,13 @@ class Attempts:
             return  # the new owner decides; never ack a message that is not ours
         progress = job.pending_progress
         try:
-            await write_until_done(
-                lambda: self.store.transition(
-                    jid, end.state, owner=self.id, attempt=attempt, change=lambda r: _final_fields(r, end, progress)
-                ),
-                f"final state of {jid}",
+            await self.store.transition(
+                jid,
+                end.state,
+                owner=self.id,
+                attempt=attempt,
+                change=lambda r: _final_fields(r, end, progress),
+                bound_s=retry.RECORD_BOUND_S,
             )
         except (LostClaim, IllegalTransition, JobNotFound) as exc:
             log.warning("job %s: final state not written: %s", jid, exc)
@@ -328,6 +336,15 @@ class Attempts:
             except Exception as exc:
                 log.info("job %s: %s not confirmed (%s); retrying", job.spec.job_id, end.settle.value, exc)
                 await asyncio.sleep(0.5 * (i + 1))
+
+
+async def keep_message_alive(job: RunningJob, every_s: float) -> None:
+    """Tell JetStream the job's message is still being worked on, now and every ``every_s``, until it is
+    settled (acked, nak'd or terminated), or the claim is lost (then the message is not ours to keep)."""
+    while job.msg is not None and not job.msg.is_acked and not job.lost_claim:
+        with contextlib.suppress(Exception):  # a broker restart: the next ping, or the ack wait, covers it
+            await job.msg.in_progress()
+        await asyncio.sleep(every_s)
 
 
 def _final_fields(r: JobRecord, end: Outcome, progress: dict) -> dict:

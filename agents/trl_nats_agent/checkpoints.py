@@ -85,9 +85,6 @@ class CheckpointStore:
             raise CheckpointStoreError(str(exc)) from exc
         return StoredCheckpoint(stored.uri, stored.manifest_sha256, stored.bytes)
 
-    async def forget(self, location: str) -> None:
-        """Nothing: every stored checkpoint stays until ``trl-nats prune`` (retention is the user's choice)."""
-
     # -- fetching -----------------------------------------------------------------
     async def fetch(self, location: str, sha256: str | None, dest_dir: Path, allowed_roots: list[Path]) -> Path:
         """A complete local copy of the checkpoint at ``location``, under ``dest_dir``; its path."""

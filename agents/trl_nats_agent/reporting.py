@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from trl_nats import retry
 from trl_nats.events import clock_seq, put_event
 from trl_nats.messages import CheckpointEvent, Event, JobRecord, JobSpec, JobState, LogEvent, MetricsEvent
 from trl_nats.publishing import EventPublisher
@@ -25,7 +26,6 @@ from trl_nats.subjects import Names
 from trl_nats_agent.checkpoints import CheckpointStore, CheckpointStoreError
 from trl_nats_agent.job import RunningJob
 from trl_nats_agent.metrics import AgentMetrics
-from trl_nats_agent.retrying import write_until_done
 
 log = logging.getLogger("trl_nats_agent")
 
@@ -99,38 +99,36 @@ class Progress:
                 raise CheckpointStoreError(f"checkpoint path {ckpt.path} is outside the job's output dir")
             stored = await self.checkpoints.store(job.spec.job_id, Path(ckpt.path), ckpt.step)
             ckpt = msgspec.structs.replace(ckpt, location=stored.location, sha256=stored.sha256, bytes=stored.size)
-        except (CheckpointStoreError, OSError) as exc:
-            log.error("job %s: checkpoint %s not stored: %s", job.spec.job_id, ckpt.path, exc)
+        except Exception as exc:  # whatever storing raised: say so on the job, record it unstored, go on
+            what = f"checkpoint {Path(ckpt.path).name} (step {ckpt.step})"
+            why = str(exc) if isinstance(exc, CheckpointStoreError) else f"{type(exc).__name__}: {exc}"
+            log.error("job %s: %s not stored: %s", job.spec.job_id, what, why, exc_info=True)
             self.events.emit(
                 job.spec,
                 job.attempt,
-                LogEvent(
-                    job_id=job.spec.job_id, attempt=job.attempt, level="error", line=f"checkpoint not stored: {exc}"
-                ),
+                LogEvent(job_id=job.spec.job_id, attempt=job.attempt, level="error", line=f"{what} not stored: {why}"),
                 job,
             )
         if previous is not None:
             with contextlib.suppress(Exception):
                 await previous  # events and the record list checkpoints in the order they were written
         self.events.emit(job.spec, job.attempt, msgspec.structs.replace(event, checkpoint=ckpt), job)
-        replaced: list[str] = []
 
         def change(r: JobRecord) -> dict:
             fields: dict = {"checkpoints": [*r.checkpoints, ckpt]}
             latest = r.latest_checkpoint
             if ckpt.location and not ckpt.final and (latest is None or ckpt.step >= latest.step):
-                fields["latest_checkpoint"] = ckpt
-                replaced[:] = (
-                    [latest.location] if latest and latest.location and latest.location != ckpt.location else []
-                )
+                fields["latest_checkpoint"] = ckpt  # the one before stays stored until `trl-nats prune`
             return fields
 
         try:
-            await write_until_done(
-                lambda: self.store.transition(
-                    job.spec.job_id, JobState.in_progress, owner=self.agent_id, attempt=job.attempt, change=change
-                ),
-                f"checkpoint {ckpt.step} of {job.spec.job_id}",
+            await self.store.transition(
+                job.spec.job_id,
+                JobState.in_progress,
+                owner=self.agent_id,
+                attempt=job.attempt,
+                change=change,
+                bound_s=retry.RECORD_BOUND_S,
             )
         except LostClaim:
             await self.on_lost_claim(job)
@@ -138,8 +136,8 @@ class Progress:
         except IllegalTransition as exc:
             log.info("checkpoint of %s not recorded: %s", job.spec.job_id, exc)
             return
-        for location in replaced:
-            await self.checkpoints.forget(location)
+        except Exception as exc:  # NATS unreachable past the write bound: announced, not in the record
+            log.error("job %s: checkpoint %d not recorded: %s", job.spec.job_id, ckpt.step, exc)
 
 
 def progress_fields(record: JobRecord, progress: dict) -> dict:

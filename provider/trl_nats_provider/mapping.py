@@ -376,13 +376,16 @@ def _epoch(epoch: float) -> int:
 
 
 def checkpoint(record: JobRecord, ckpt: JobCheckpoint) -> Checkpoint:
+    """Llama Stack's checkpoint: ``path`` is where anyone can fetch it (the stored copy, a ``nats://`` URI or a
+    shared directory), else where the trainer wrote it on its node. The shape has no size field: the size is in
+    the job record (``trl-nats artifacts``) and the artifact's manifest (provider/README.md)."""
     name = "final" if ckpt.final else f"checkpoint-{ckpt.step}"
     return Checkpoint(
         identifier=f"{record.job_id}/{name}",
         created_at=_time(ckpt.created_at),
         epoch=_epoch(ckpt.epoch),
         post_training_job_id=record.job_id,
-        path=ckpt.path,
+        path=ckpt.location or ckpt.path,
         training_metrics=training_metrics(ckpt, record.spec.kind),
     )
 
@@ -391,8 +394,13 @@ def checkpoints(record: JobRecord) -> list[Checkpoint]:
     return [checkpoint(record, c) for c in sorted(record.checkpoints, key=lambda c: (c.final, c.step))]
 
 
-# Llama Stack has no paused status: a paused job waits like a queued one, a pausing one still runs
+# Llama Stack has no paused status and its status answer no message field: a paused job waits like a
+# queued one, a pausing one still runs; resources_allocated (the one free-form field) says which it is
 _CLOSEST_STATUS = {"paused": "scheduled", "pausing": "in_progress"}
+_CLOSEST_SAYS = {
+    "paused": "paused: reported as scheduled (Llama Stack has no paused status); resume it to queue it again",
+    "pausing": "pausing: reported as in_progress while the agent saves the checkpoint it will resume from",
+}
 
 
 def status_response(record: JobRecord) -> PostTrainingJobStatusResponse:
@@ -402,9 +410,15 @@ def status_response(record: JobRecord) -> PostTrainingJobStatusResponse:
         scheduled_at=_time(record.submitted_at),
         started_at=_time(record.started_at),
         completed_at=_time(record.finished_at),
-        resources_allocated=resources_allocated(record),
+        resources_allocated=_with_state(resources_allocated(record), record),
         checkpoints=checkpoints(record),
     )
+
+
+def _with_state(res: dict[str, Any], record: JobRecord) -> dict[str, Any]:
+    if record.state.value in _CLOSEST_SAYS:
+        res.update(state=record.state.value, message=_CLOSEST_SAYS[record.state.value])
+    return res
 
 
 def artifacts_response(record: JobRecord) -> PostTrainingJobArtifactsResponse:

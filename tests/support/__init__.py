@@ -6,7 +6,7 @@ system under test: these are the tools the tests use to set it up and watch it.
 """
 
 from support.data import ROWS, preference_rows
-from support.models import build_tiny_model, tiny_module
+from support.models import build_tiny_model, model_dir, tiny_module
 from support.paths import DATA, PYTHON, REPO, SHIPPED, SHIPPED_SFT
 from support.processes import NOOP, AgentProcess, processes_matching
 from support.waiting import GUARD_S, agents_up, wait_for, wait_through_restarts
@@ -23,6 +23,7 @@ __all__ = [
     "AgentProcess",
     "agents_up",
     "build_tiny_model",
+    "model_dir",
     "preference_rows",
     "processes_matching",
     "tiny_module",

@@ -22,3 +22,22 @@ def build_tiny_model(out: Path, dataset: Path, *extra: str, timeout: float = 600
         timeout=timeout,
     )
     return out
+
+
+def model_dir(location: str, nats_url: str, dest: Path) -> str:
+    """A local directory with the model a Llama Stack answer names: a path as it is; a ``nats://`` artifact
+    pulled with the core client (every file verified) into ``dest``."""
+    if not location.startswith("nats://"):
+        return location
+    import asyncio
+
+    from trl_nats.client import Client
+    from trl_nats.settings import NatsSettings
+
+    _bucket, job_id, name = location.removeprefix("nats://").split("/")
+
+    async def pull() -> Path:
+        async with await Client.connect(NatsSettings(servers=[nats_url])) as client:
+            return (await client.pull(job_id, name, dest)).path
+
+    return str(asyncio.run(pull()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
 from trl_nats.messages import (
@@ -65,3 +66,47 @@ def test_sloppy_but_usable_lines_are_kept():
 def test_bad_lines_are_refused_with_the_reason(raw, reason):
     with pytest.raises(BadMessage, match=reason):
         rank_event(raw)
+
+
+def test_the_relay_socket_turns_encoded_rank_events_into_job_events_and_drops_bad_lines(tmp_path, caplog):
+    """The agent's EventSocket over a real Unix socket: what rank 0 encodes arrives typed, in order."""
+    import asyncio
+    import logging
+
+    from trl_nats_agent.relay import EventSocket
+
+    sent = [
+        RankMetrics(step=1, total_steps=2, epoch=0.5, metrics={"loss": 0.9}),
+        RankCheckpoint(step=1, path="/out/checkpoint-1", epoch=0.5),
+        RankLog(line="done", level="warning"),
+    ]
+
+    async def run() -> list:
+        got: list = []
+        sock = EventSocket(tmp_path / "ev.sock", on_event=got.append, **WHO)
+        await sock.start()
+        try:
+            _, writer = await asyncio.open_unix_connection(str(tmp_path / "ev.sock"))
+            writer.write(encode(sent[0]) + b"\n" + b'{"kind": "exec"}\n' + b"\n".join(encode(e) for e in sent[1:]))
+            writer.write(b"\n")
+            await writer.drain()
+            writer.close()
+            for _ in range(600):
+                if len(got) == len(sent):
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await sock.close()
+        return got
+
+    with caplog.at_level(logging.WARNING, logger="trl_nats_agent.relay"):
+        got = asyncio.run(run())
+
+    def untimed(e):  # the relay stamps when it relayed
+        if isinstance(e, CheckpointEvent):
+            e = msgspec.structs.replace(e, checkpoint=msgspec.structs.replace(e.checkpoint, created_at=0.0))
+        return msgspec.structs.replace(e, ts=0.0)
+
+    assert [untimed(e) for e in got] == [untimed(e.event(**WHO)) for e in sent]
+    assert [type(e) for e in got] == [MetricsEvent, CheckpointEvent, LogEvent]
+    assert any("dropping a line from rank 0: bad exec event" in r.getMessage() for r in caplog.records)

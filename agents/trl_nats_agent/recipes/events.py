@@ -6,8 +6,8 @@ wait on it: :meth:`EventEmitter.emit` puts the event on a bounded queue and
 returns; a background thread writes. When the queue is full, or the socket is
 missing or closed, events are dropped and counted, and training goes on.
 
-Lines are one JSON object each, a typed rank event (``trl_nats.messages.RankEvent``, the types the agent's
-relay decodes) tagged by ``kind``:
+Lines are one JSON object each, a typed rank event (``trl_nats.messages.RankEvent``, encoded with the core's
+codec; the agent's relay decodes them with ``rank_event``) tagged by ``kind``:
 
 - ``metrics`` (:class:`RankMetrics`): ``{"kind", "step", "total_steps", "epoch", "metrics": {name: float}}``
 - ``checkpoint`` (:class:`RankCheckpoint`): ``{"kind", "step", "epoch", "path", "metrics", "final"}``
@@ -26,18 +26,13 @@ import threading
 import time
 from typing import Any, Literal
 
-import msgspec
-
-from trl_nats.messages import RankCheckpoint, RankEvent, RankLog, RankMetrics, finite_metrics
+from trl_nats.messages import RankCheckpoint, RankEvent, RankLog, RankMetrics, encode, finite_metrics
 
 from .contract import EVENTS_SOCKET_ENV as SOCKET_ENV
 
 QUEUE_SIZE = 10_000
 CLOSE_TIMEOUT_S = 5.0
 _STOP = object()
-
-
-_encode = msgspec.json.Encoder().encode
 
 
 class EventEmitter:
@@ -137,7 +132,7 @@ class EventEmitter:
             if event is _STOP:
                 return
             try:
-                self._sock.sendall(_encode(event) + b"\n")
+                self._sock.sendall(encode(event) + b"\n")
             except OSError as exc:
                 self._give_up(f"events socket {self.socket_path} closed: {exc}")
                 return

@@ -22,6 +22,7 @@ import msgspec
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError, ObjectNotFoundError
 from nats.js.kv import KeyValue
 
+from trl_nats import retry
 from trl_nats.client import Client
 from trl_nats.messages import DatasetRef, JobKind
 from trl_nats.rows import RowError, read_jsonl
@@ -98,6 +99,7 @@ class FileStore:
     def __init__(self, client: Client, kv: KeyValue) -> None:
         self.client = client
         self.kv = kv
+        self.bound_s = client.settings.write_retry_s  # how long a write rides out an election (trl_nats/retry.py)
 
     @classmethod
     async def open(cls, client: Client) -> FileStore:
@@ -105,8 +107,13 @@ class FileStore:
         try:
             kv = await client.js.key_value(bucket)
         except (BucketNotFoundError, NotFoundError):
-            kv = await client.js.create_key_value(
-                bucket=bucket, history=1, replicas=client.settings.replicas, description="OpenAI API files"
+            kv = await retry.retry_write(  # the same config again is no change: a plain retry is safe
+                lambda: client.js.create_key_value(
+                    bucket=bucket, history=1, replicas=client.settings.replicas, description="OpenAI API files"
+                ),
+                f"the {bucket} bucket",
+                bound_s=client.settings.write_retry_s,
+                nc=client.nc,
             )
         return cls(client, kv)
 
@@ -131,7 +138,8 @@ class FileStore:
             datasets=datasets,
             formats=formats,
         )
-        await self.kv.create(f"{namespace}.{record.id}", msgspec.json.encode(record))
+        key = f"{namespace}.{record.id}"
+        await retry.kv_create(self.kv, key, msgspec.json.encode(record), what=f"file {record.id}", bound_s=self.bound_s)
         return record
 
     async def get(self, namespace: str, file_id: str, param: str | None = None) -> FileRecord:
@@ -169,7 +177,10 @@ class FileStore:
         return buf.getvalue()
 
     async def delete(self, record: FileRecord) -> None:
-        await self.kv.delete(f"{record.namespace}.{record.id}")
+        key = f"{record.namespace}.{record.id}"
+        await retry.retry_write(  # a delete marker: a second one changes nothing
+            lambda: self.kv.delete(key), f"the delete of file {record.id}", bound_s=self.bound_s, nc=self.client.nc
+        )
         objects = {d.object for d in record.datasets.values()} | ({record.raw.object} if record.raw else set())
         in_use: set[str] = set()
         for other in await self.list(None):
@@ -179,6 +190,11 @@ class FileStore:
                 in_use |= {job.spec.dataset.object, *([job.spec.eval_dataset.object] if job.spec.eval_dataset else [])}
         for name in objects - in_use:
             try:
-                await self.client.topo.datasets.delete(name)
+                await retry.retry_write(
+                    lambda n=name: self.client.topo.datasets.delete(n),
+                    f"the delete of dataset {name}",
+                    bound_s=self.bound_s,
+                    nc=self.client.nc,
+                )
             except ObjectNotFoundError:
                 pass
