@@ -146,7 +146,9 @@ def _agents_json(env: dict[str, str]) -> list[dict]:
 async def test_dpo_paused_mid_run_resumes_on_another_agent_with_the_same_losses(
     settings, start_agent, tiny_model, env_for
 ):
-    steps = 12
+    # long enough that the pause (the record polled each second, then the next step boundary) lands mid-run
+    # even when steps are quick: 48 rows, 4 per step, so 4 epochs (the same data order after resume is checked too)
+    steps = 48
     first = start_agent("first", slots=2)
     client = await Client.connect(settings)
     try:

@@ -75,7 +75,9 @@ async def test_two_node_dpo_paused_and_resumed_as_one_matches_an_uninterrupted_r
 
     from trl_nats.messages import TrainingParams
 
-    steps = 14
+    # long enough that the pause (the record polled each second, then the next step boundary) lands mid-run
+    # even when steps are quick: 40 rows, 4 per step, so 4 epochs
+    steps = 40
     for name in ("n-a", "n-b"):
         start_agent(name, slots=1, extra=["--gang-timeout", "60"])
     shipped = Path(__file__).resolve().parent.parent / "trl_nats" / "data" / "preferences.jsonl"
