@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 AGENT_PACKAGE = "trl_nats_agent"
+OFFLINE = "--offline"  # the agent's flag: ranks never try the model hub
 
 
 def agent_available() -> bool:
@@ -23,11 +24,11 @@ def agent_available() -> bool:
 def agent_command(state_dir: Path, device: str, slots: int, *extra: str) -> list[str]:
     """The command line of a local agent (``up``, ``demo``, ``serve --embedded``, the embedded Llama Stack).
 
-    It runs offline: a local stack trains local models, so a model that is not on disk fails at once
-    instead of after the hub client's retries.
+    Demos and tests add ``OFFLINE``: they train a model built on disk, so a model that is not there fails at
+    once instead of after the hub client's retries; ``up`` and ``serve`` leave hub access to the user.
     """
     cmd = [sys.executable, "-m", AGENT_PACKAGE, "--state-dir", str(state_dir), "--device", device]
-    return [*cmd, "--slots", str(slots), "--offline", *extra]
+    return [*cmd, "--slots", str(slots), *extra]
 
 
 def agent_process(state_dir: Path, device: str, slots: int, server_url: str, *extra: str) -> subprocess.Popen:

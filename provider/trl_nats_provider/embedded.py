@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from trl_nats.local_agent import agent_command
+from trl_nats.local_agent import OFFLINE, agent_command
 from trl_nats.ports import free_port
 from trl_nats.server import EmbeddedNats
 from trl_nats_provider.stack import LlamaStackServer, write_run_config
@@ -45,7 +45,7 @@ class AgentProcess:
         self.agent_id = agent_id
         self.log_path = state_dir.parent / f"{agent_id}.log"
         self.cmd = agent_command(
-            state_dir, device, slots, "--agent-id", agent_id, "--log-level", log_level, *(extra_args or [])
+            state_dir, device, slots, OFFLINE, "--agent-id", agent_id, "--log-level", log_level, *(extra_args or [])
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

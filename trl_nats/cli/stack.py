@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from trl_nats.cli.jobs import CliError, cmd_submit, run_with, shipped_dataset
-from trl_nats.local_agent import AGENT_PACKAGE, agent_available, agent_process
+from trl_nats.local_agent import AGENT_PACKAGE, OFFLINE, agent_available, agent_process
 from trl_nats.messages import JobKind
 from trl_nats.server import EmbeddedNats, LocalCluster
 
@@ -91,7 +91,7 @@ def run_demo(args) -> int:
         build_tiny_model(model_dir, dataset)
     server = EmbeddedNats(state / "nats").start()
     print(f"nats-server {server.url}", flush=True)
-    agent = agent_process(state / "agent", args.device, args.gpus, server.url, "--log-level", "WARNING")
+    agent = agent_process(state / "agent", args.device, args.gpus, server.url, OFFLINE, "--log-level", "WARNING")
     try:
         ns = argparse.Namespace(
             servers=server.url,
