@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             break
         time.sleep(1)
 
-    # 4. The job list and the artifacts: checkpoints with their paths on the agent's node.
+    # 4. The job list and the artifacts: each checkpoint's path is where it is stored (a nats:// URI that
+    #    `trl-nats pull <job> --checkpoint STEP` fetches from anywhere, or a shared path).
     jobs = client.get("/v1alpha/post-training/jobs", cast_to=object)["data"]
     print(f"{len(jobs)} job(s) known to the stack")
     artifacts = client.get(f"/v1alpha/post-training/jobs/{job.job_uuid}/artifacts", cast_to=object)
