@@ -48,7 +48,7 @@ from trl_nats.publishing import publish_once
 from trl_nats.rows import encode_rows
 from trl_nats.settings import NatsSettings, connect, permission_denied
 from trl_nats.store import IllegalTransition, JobNotFound, JobStore
-from trl_nats.topology import Topology, bucket_keys, ensure_topology
+from trl_nats.topology import Topology, bucket_keys, ensure_topology_retrying
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,7 @@ class Client(ArtifactsMixin):  # artifacts(), pull(), prune(): trl_nats/artifact
         nc = await connect(settings, name=name)
         try:
             js = nc.jetstream(timeout=settings.request_timeout)
-            topo = await retry.retry_write(
-                lambda: ensure_topology(js, settings),
-                "the JetStream streams and buckets",
-                bound_s=settings.write_retry_s,
-            )
+            topo = await ensure_topology_retrying(js, settings)
         except BaseException:
             await nc.close()
             raise

@@ -28,6 +28,7 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
+from trl_nats import retry
 from trl_nats.messages import MAX_MESSAGE_BYTES
 from trl_nats.settings import NatsSettings
 
@@ -164,3 +165,11 @@ async def bucket_keys(kv: KeyValue) -> list[str]:
     prefix = kv._pre  # "$KV.<bucket>." (nats-py keeps the bucket's stream name and subject prefix private)
     info = await kv._js.stream_info(kv._stream, subjects_filter=f"{prefix}>")
     return [subject[len(prefix) :] for subject in (info.state.subjects or {})]
+
+
+async def ensure_topology_retrying(js: JetStreamContext, settings: NatsSettings) -> Topology:
+    """:func:`ensure_topology` through an election (a cluster just started or losing a node): every process
+    starts with this, so none dies of a timeout while JetStream elects its leaders."""
+    return await retry.retry_write(
+        lambda: ensure_topology(js, settings), "the JetStream streams and buckets", bound_s=settings.write_retry_s
+    )

@@ -20,7 +20,7 @@ from trl_nats.messages import BadMessage, CancelRequest, decode
 from trl_nats.publishing import EventPublisher
 from trl_nats.settings import NatsSettings, connect
 from trl_nats.store import JobStore
-from trl_nats.topology import ensure_topology
+from trl_nats.topology import ensure_topology_retrying
 from trl_nats_agent.advisories import QUEUE_GROUP, MaxDeliveriesWatcher
 from trl_nats_agent.attempt import Attempts
 from trl_nats_agent.checkpoints import CheckpointStore
@@ -77,7 +77,8 @@ class Agent:
         node.ifname = interface_of(node.addr)
         if self.cfg.metrics_port is not None:
             self.metrics.serve(self.cfg.metrics_port, self.cfg.metrics_host)
-        topo = await ensure_topology(js, self.settings)
+        # a cluster that is still electing its JetStream leader answers with timeouts: ride it out, don't die
+        topo = await ensure_topology_retrying(js, self.settings)
         node.agents_kv = topo.agents
         store = JobStore(topo.jobs)
         publisher = EventPublisher(js).start()
