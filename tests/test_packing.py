@@ -119,3 +119,95 @@ def test_pack_padded_restarts_positions_and_shifts_labels_within_each_sequence()
     assert packed["shift_labels"].tolist() == [[6, 7, -100, 9, -100, -100, 3, 4, -100]]
     back = unpack(torch.arange(1.0, 10.0).unsqueeze(0), packed["keep"])
     assert back.tolist() == [[1, 2, 3], [4, 5, 0], [6, 7, 8]]
+
+
+def test_per_sequence_attention_equals_sdpa_with_the_block_diagonal_mask():
+    """The packed attention kernel against SDPA over the whole row with an explicit per-sequence causal mask
+    (what transformers builds for a packed row), grouped-query heads included: outputs and gradients."""
+    import torch
+    from trl_nats_agent.recipes import attention
+
+    torch.manual_seed(0)
+    lengths = [5, 7, 1, 9, 3]
+    total = sum(lengths)
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 2, True
+    q = torch.randn(1, 4, total, 8, requires_grad=True)
+    k = torch.randn(1, 2, total, 8, requires_grad=True)
+    v = torch.randn(1, 2, total, 8, requires_grad=True)
+    bounds = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
+
+    out, _ = attention.varlen_sdpa_forward(module, q, k, v, None, scaling=8**-0.5, cu_seq_lens_q=bounds)
+    seq = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    pos = torch.arange(total)
+    mask = (seq[:, None] == seq[None, :]) & (pos[None, :] <= pos[:, None])
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1), attn_mask=mask, scale=8**-0.5
+    ).transpose(1, 2)
+    assert out.shape == (1, total, 4, 8)
+    assert torch.allclose(out, ref, atol=TOLERANCE, rtol=0), float((out - ref).abs().max())
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), (q, k, v))
+    ref_grads = torch.autograd.grad((ref * weights).sum(), (q, k, v))
+    for got, want in zip(grads, ref_grads, strict=True):
+        assert torch.allclose(got, want, atol=TOLERANCE, rtol=0), float((got - want).abs().max())
+        assert float(want.abs().max()) > 1e-3
+
+    with pytest.raises(ValueError, match="do not span the packed row"):
+        attention.varlen_sdpa_forward(module, q, k, v, None, cu_seq_lens_q=bounds[:-1])
+    with pytest.raises(ValueError, match="without a mask"):
+        attention.varlen_sdpa_forward(module, q, k, v, mask[None, None], cu_seq_lens_q=bounds)
+
+
+def test_packed_calls_attend_per_sequence_and_other_calls_stay_sdpa(tiny_model: Path, tmp_path: Path, monkeypatch):
+    """After ``packing.install`` a DPO step runs one causal SDPA call per sequence, builds no (row x row) mask,
+    and gives the padded path's loss and gradients; calls that are not packed, and the saved config, are those
+    of plain ``sdpa``."""
+    import torch
+    import transformers.masking_utils
+    from trl_nats_agent.recipes import attention, packing
+
+    trainer = _trainer(tiny_model, tmp_path, "sigmoid")
+    model = trainer.model
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    assert model.config._attn_implementation == "sdpa"
+    model.eval()
+    with torch.no_grad():
+        plain_logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    padded = _loss_and_grads(trainer, batch)
+
+    packing.install(model)
+    packing.install(trainer.ref_model)
+    assert model.config._attn_implementation == attention.NAME
+    assert trainer.ref_model.config._attn_implementation == attention.NAME
+    calls, masks = [], []
+    real_forward, real_mask = attention.varlen_sdpa_forward, transformers.masking_utils.sdpa_mask
+
+    def spy_forward(module, query, *args, cu_seq_lens_q=None, **kwargs):
+        calls.append(None if cu_seq_lens_q is None else cu_seq_lens_q.tolist())
+        return real_forward(module, query, *args, cu_seq_lens_q=cu_seq_lens_q, **kwargs)
+
+    from transformers import AttentionInterface
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, attention.NAME, spy_forward)
+    monkeypatch.setattr(transformers.masking_utils, "sdpa_mask", lambda *a, **k: masks.append(1) or real_mask(*a, **k))
+    packed = _loss_and_grads(trainer, batch)
+
+    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    layers = model.config.num_hidden_layers
+    # the reference pass and the policy pass, every layer, each with the batch's sequence boundaries
+    assert calls == [[0, *torch.tensor(lengths).cumsum(0).tolist()]] * (2 * layers), calls
+    assert masks == []
+    assert abs(padded[0] - packed[0]) < TOLERANCE, (padded[0], packed[0])
+    assert padded[1].keys() == packed[1].keys() and padded[1]
+    worst = max(float((padded[1][k] - packed[1][k]).abs().max()) for k in padded[1])
+    assert worst < TOLERANCE, worst
+
+    model.eval()
+    calls.clear()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert calls == [None] * layers and masks  # plain sdpa, with the usual padding mask
+    assert torch.equal(logits, plain_logits)
+    model.save_pretrained(tmp_path / "saved")
+    assert attention.NAME not in (tmp_path / "saved" / "config.json").read_text()

@@ -23,12 +23,15 @@ from typing import Any
 
 import torch
 
+from . import attention
 from .performance import Choice
 
 # Model families whose padded and packed losses and gradients are tested equal (tests/test_packing.py).
 SHOWN_CORRECT = frozenset({"llama"})
 # Attention kernels that honour the per-sequence mask transformers builds from restarting positions.
-PACKABLE_ATTENTION = frozenset({"sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"})
+PACKABLE_ATTENTION = frozenset(
+    {"sdpa", attention.NAME, "eager", "flash_attention_2", "flash_attention_3", "flex_attention"}
+)
 
 
 def choose(requested: bool | None, model: Any) -> Choice:
@@ -59,6 +62,7 @@ def pack_padded(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: t
         "position_ids": position_ids.unsqueeze(0),
         "shift_labels": shifted[keep].unsqueeze(0),
         "keep": keep,
+        "cu_seq_lens": torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)]).to(torch.int32),
     }
 
 
@@ -79,6 +83,7 @@ def install(model: Any) -> None:
     if getattr(model, "_trl_nats_packed", False):
         return
     model._trl_nats_packed = True
+    attention.switch(model)
     fused_forward = model.forward
 
     @functools.wraps(fused_forward)
@@ -88,8 +93,12 @@ def install(model: Any) -> None:
         if not fused_lm_head or args or attention_mask is None or labels is None or "input_ids" not in kwargs:
             return fused_forward(*args, fused_lm_head=fused_lm_head, **kwargs)
         packed = pack_padded(kwargs.pop("input_ids"), kwargs.pop("attention_mask"), kwargs.pop("labels"))
-        keep = packed.pop("keep")
-        out = fused_forward(fused_lm_head=True, **packed, **kwargs)
+        keep, bounds = packed.pop("keep"), packed.pop("cu_seq_lens")
+        if model.config._attn_implementation == attention.NAME:
+            with attention.packed_call():
+                out = fused_forward(fused_lm_head=True, **packed, cu_seq_lens_q=bounds, cu_seq_lens_k=bounds, **kwargs)
+        else:
+            out = fused_forward(fused_lm_head=True, **packed, **kwargs)
         for name in ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1", "label_mask"):
             value = getattr(out, name, None)
             if value is not None:
