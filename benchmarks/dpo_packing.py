@@ -122,11 +122,16 @@ def build_inputs(work: Path, small: bool, n_rows: int) -> tuple[Path, Path, int,
 # -- one child: one variant, one round ---------------------------------------------------------------
 
 
-def child(variant: str, model_dir: Path, rows_path: Path, out_dir: Path, steps: int, lora: bool) -> dict:
+def child(
+    variant: str, model_dir: Path, rows_path: Path, out_dir: Path, steps: int, lora: bool, threads: int | None = None
+) -> dict:
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     import gc
 
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, TrainerCallback
     from trl import DPOConfig, DPOTrainer
@@ -226,13 +231,16 @@ def _rss_now() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_child(work: Path, variants: list[str], steps: int, lora: bool = False) -> list[dict]:
+def run_child(
+    work: Path, variants: list[str], steps: int, lora: bool = False, threads: int | None = None
+) -> list[dict]:
     """One child process running ``variants`` in order; their results."""
     result = work / "result.json"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "agents"), str(REPO), env.get("PYTHONPATH", "")])
     cmd = [sys.executable, __file__, "--child", ",".join(variants), "--work", str(work), "--steps", str(steps)]
     cmd += ["--lora"] if lora else []
+    cmd += ["--threads", str(threads)] if threads else []
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise SystemExit(f"{variants} failed:\n{proc.stderr[-4000:]}")
@@ -254,6 +262,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--rows", type=int, default=ROWS)
     ap.add_argument("--small", action="store_true")
+    ap.add_argument(
+        "--threads", type=int, default=None,
+        help="torch intra-op threads per child (default: torch's own); 1 on a shared CPU: see the module doc",
+    )  # fmt: skip
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--lora", action="store_true", help=argparse.SUPPRESS)
@@ -262,7 +274,15 @@ def main() -> None:
         raise SystemExit(f"--warmup {args.warmup}: need 1 <= warmup < steps ({args.steps})")
     if args.child:
         results = [
-            child(variant, args.work / "model", args.work / "rows.jsonl", args.work / "out", args.steps, args.lora)
+            child(
+                variant,
+                args.work / "model",
+                args.work / "rows.jsonl",
+                args.work / "out",
+                args.steps,
+                args.lora,
+                args.threads,
+            )  # fmt: skip
             for variant in args.child.split(",")
         ]
         (args.work / "result.json").write_text(json.dumps(results))
@@ -271,14 +291,15 @@ def main() -> None:
     work = args.out or Path(tempfile.mkdtemp(prefix="dpo-packing-"))
     work.mkdir(parents=True, exist_ok=True)
     _, _, params, shape = build_inputs(work, args.small, args.rows)
-    print(json.dumps({"model_parameters": params, "data": shape, "batch_pairs": BATCH_PAIRS}), flush=True)
+    print(json.dumps({"model_parameters": params, "data": shape, "batch_pairs": BATCH_PAIRS, "threads": args.threads,
+                      "load_average": os.getloadavg()}), flush=True)  # fmt: skip
     speeds: dict[str, list[float]] = {v: [] for v in VARIANTS}
     cpu_speeds: dict[str, list[float]] = {v: [] for v in VARIANTS}
     round_ratios: list[float] = []
     for round_ in range(args.rounds):
         order = list(VARIANTS if round_ % 2 == 0 else reversed(VARIANTS))
         this_round = {}
-        for result in run_child(work, order, args.steps):
+        for result in run_child(work, order, args.steps, threads=args.threads):
             variant = result["variant"]
             speed = tokens_per_s(result, args.warmup)
             cpu_speed = tokens_per_s(result, args.warmup, "step_end_cpu")
@@ -287,7 +308,7 @@ def main() -> None:
             this_round[variant] = speed
             print(json.dumps({"round": round_, "variant": variant, "real_tokens_per_s": round(speed, 1),
                               "real_tokens_per_cpu_s": round(cpu_speed, 1), "steps": len(result["step_end"]),
-                              "losses": result["losses"]}), flush=True)  # fmt: skip
+                              "load_average": os.getloadavg(), "losses": result["losses"]}), flush=True)  # fmt: skip
         round_ratios.append(this_round["padding_free"] / this_round["padded"])
     memory = {}
     for lora in (False, True):
@@ -306,6 +327,7 @@ def main() -> None:
         "figure": "dpo_packing",
         "device": "cuda" if memory["full"]["cuda_peak_bytes"] else "cpu",
         "rounds": args.rounds,
+        "threads": args.threads,
         "measured_steps": args.steps - args.warmup,
         "real_tokens_per_s": {
             v: {"median": round(med[v], 1), "min": round(min(s), 1), "max": round(max(s), 1)} for v, s in speeds.items()
