@@ -9,6 +9,7 @@ paths, so those three use the raw routes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -405,6 +406,33 @@ def test_walkthrough_runs_against_the_shipped_run_config(stack, client, agent, t
         other = LlamaStackClient(base_url=shipped.url, max_retries=0)
         assert set(job_ids(client)) <= set(job_ids(other))
     assert status(client, "ls-walkthrough")["status"] == "completed"
+
+
+def test_dpo_lora_setting_makes_every_preference_job_lora(stack, tiny_model, tmp_path):
+    """``TRL_NATS_DPO_LORA`` on the shipped run config: preference_optimize (which has no LoRA field) stores the
+    job on NATS with the operator's adapter. A second Llama Stack on the stack's NATS; the job is not trained."""
+    from trl_nats.messages import LoraParams
+
+    env = dict(
+        os.environ,
+        TRL_NATS_SERVERS=stack.nats_url,
+        TRL_NATS_STACK_DIR=str(tmp_path / "stack"),
+        TRL_NATS_DPO_LORA='{"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}',
+    )
+    server = LlamaStackServer(SHIPPED_RUN_CONFIG, port=free_port(), log_path=tmp_path / "stack.log", env=env)
+    with server:
+        lora_client = LlamaStackClient(base_url=server.url, max_retries=0, timeout=120)
+        register(lora_client, "prefs-lora", rows_of("preferences.jsonl", 8))
+        preference_optimize(lora_client, "ls-dpo-lora", tiny_model, "prefs-lora", steps=2)
+        record = asyncio.run(_record(stack.nats_url, "ls-dpo-lora"))
+        cancel(lora_client, "ls-dpo-lora")
+        assert poll(lora_client, "ls-dpo-lora", until_ended, "the cancel")[0]["status"] == "cancelled"
+    assert record.spec.params.lora == LoraParams(rank=4, alpha=8.0, target_modules=["q_proj", "v_proj"])
+
+
+async def _record(nats_url: str, job_uuid: str):
+    async with await Client.connect(NatsSettings(servers=[nats_url])) as nats_client:
+        return await nats_client.job(job_uuid).status()
 
 
 def test_restarted_llama_stack_still_reads_both_jobs(stack, client, dpo_run, cancelled_run):
