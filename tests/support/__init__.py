@@ -8,7 +8,7 @@ system under test: these are the tools the tests use to set it up and watch it.
 from support.data import ROWS, preference_rows
 from support.models import build_tiny_model, model_dir, tiny_module
 from support.paths import DATA, PYTHON, REPO, SHIPPED, SHIPPED_SFT
-from support.processes import NOOP, AgentProcess, processes_matching
+from support.processes import NOOP, AgentProcess, processes_matching, rank_pids
 from support.waiting import GUARD_S, agents_up, wait_for, wait_through_restarts
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "model_dir",
     "preference_rows",
     "processes_matching",
+    "rank_pids",
     "tiny_module",
     "wait_for",
     "wait_through_restarts",

@@ -27,6 +27,19 @@ def processes_matching(needle: str) -> list[int]:
     return found
 
 
+def rank_pids(job_id: str) -> list[int]:
+    """The training ranks of ``job_id`` (not torchrun itself, whose command line names the same spec)."""
+    pids = []
+    for pid in processes_matching(f"/jobs/{job_id}/"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "torch.distributed.run" not in cmdline and "trl_nats_agent.recipes" in cmdline:
+            pids.append(pid)
+    return pids
+
+
 class AgentProcess:
     """A real ``trl-nats-agent`` child process."""
 
