@@ -42,6 +42,7 @@ def parse(value: Any) -> LoraParams | None:
         return LoraParams()
     if isinstance(value, LoraParams):
         return value
+    raw = value
     if isinstance(value, str):
         text = value.strip()
         if text.lower() in _OFF:
@@ -53,11 +54,11 @@ def parse(value: Any) -> LoraParams | None:
         except ValueError:
             raise _error(value, "neither true/false nor a JSON object") from None
     if not isinstance(value, dict):
-        raise _error(value, "neither true/false nor a JSON object")
+        raise _error(raw, "neither true/false nor a JSON object")
     try:
         return msgspec.convert(value, LoraParams)
     except msgspec.ValidationError as exc:
-        raise _error(value, str(exc)) from None
+        raise _error(raw, str(exc)) from None
 
 
 def apply(kind: JobKind, params: TrainingParams, lora: LoraParams | None) -> TrainingParams:
