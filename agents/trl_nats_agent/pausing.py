@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from trl_nats.artifacts.manifest import NATS_SCHEME
@@ -50,13 +51,20 @@ def drop_delivery(record: JobRecord) -> bool:
     return record.state is JobState.paused
 
 
-async def gang_resume_point(store: JobStore, checkpoints: CheckpointStore, job: RunningJob) -> str:
+async def gang_resume_point(
+    store: JobStore, checkpoints: CheckpointStore, job: RunningJob, *, agent_id: str, say: Callable[[str], None]
+) -> str:
     """``--resume`` on every node of a multi-node job: the record's latest checkpoint if it is in the object
     store, which every node can fetch; else "never" (each node's local checkpoints are its own, so the nodes
-    could not agree on one). A node that cannot fetch it fails the attempt rather than start elsewhere."""
+    could not agree on one). A node that cannot fetch it fails the attempt rather than start elsewhere.
+    Each node says on the job's events (``say``) which checkpoint it resumes from: the recipe's own line
+    comes from rank 0 only, so without it nobody could tell where the other nodes started."""
     latest = (await store.get(job.spec.job_id)).latest_checkpoint
     if latest is None or not (latest.location or "").startswith(NATS_SCHEME):
         return "never"
     path = await checkpoints.fetch(latest.location or "", latest.sha256, job.output_dir, [])
-    log.info("job %s: node resumes from checkpoint %d (%s)", job.spec.job_id, latest.step, latest.location)
+    rank = job.gang.node_rank if job.gang else 0
+    line = f"node {rank} ({agent_id}) resumes from checkpoint {latest.step} ({latest.location})"
+    log.info("job %s: %s", job.spec.job_id, line)
+    say(line)
     return str(path)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from support.paths import PYTHON
+from trl_nats.settings import NatsSettings
 
 NOOP = "trl_nats_agent.recipes.noop"  # the recipe that trains nothing: for tests of scheduling, not training
 
@@ -27,10 +29,34 @@ def processes_matching(needle: str) -> list[int]:
     return found
 
 
-class AgentProcess:
-    """A real ``trl-nats-agent`` child process."""
+def child_env(settings: NatsSettings, **extra: str) -> dict[str, str]:
+    """Environment for a child process (agent, CLI) that talks to the NATS of ``settings``."""
+    env = dict(os.environ)
+    env["TRL_NATS_SERVERS"] = ",".join(settings.servers)
+    env["TRL_NATS_PREFIX"] = settings.prefix
+    env["TRL_NATS_AGENT_TTL_S"] = str(settings.agent_ttl_s)
+    env["TRL_NATS_ACK_WAIT_S"] = str(settings.ack_wait_s)
+    env["TRL_NATS_MAX_DELIVER"] = str(settings.max_deliver)
+    env["TRL_NATS_REPLICAS"] = str(settings.replicas)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
 
-    def __init__(self, env: dict[str, str], state_dir: Path, *, slots: int, agent_id: str, extra: list[str]) -> None:
+
+class AgentProcess:
+    """A real ``trl-nats-agent`` child process; ``wrap`` turns its command line into the one to start (say,
+    run inside a network namespace under an outer timeout)."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        state_dir: Path,
+        *,
+        slots: int,
+        agent_id: str,
+        extra: list[str],
+        wrap: Callable[[list[str]], list[str]] | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.agent_id = agent_id
         self.log_path = state_dir.parent / f"{agent_id}.log"
@@ -53,6 +79,8 @@ class AgentProcess:
             "5",
             *extra,
         ]
+        if wrap is not None:
+            cmd = wrap(cmd)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
