@@ -9,14 +9,11 @@ an outer timeout: failures across namespaces look like hangs.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 from netns import Namespaces
 
-from support.paths import PYTHON
-from support.processes import AgentProcess, child_env
+from support.processes import AgentProcess, agents_json, child_env
 from trl_nats.server import EmbeddedNats
 from trl_nats.settings import NatsSettings
 
@@ -69,16 +66,7 @@ class Fleet:
         return self.agents.pop(agent_id).stop()
 
     def agents_json(self) -> list[dict]:
-        """What ``trl-nats agents --json`` shows (the real CLI, as a user runs it)."""
-        out = subprocess.run(
-            [PYTHON, "-m", "trl_nats.cli", "agents", "--json"],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert out.returncode == 0, out.stderr
-        return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+        return agents_json(self.env())
 
     def logs(self) -> list[str]:
         return [p.read_text(errors="replace") for p in self.tmp.glob("*.log")]

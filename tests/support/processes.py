@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -41,6 +42,15 @@ def child_env(settings: NatsSettings, **extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+def agents_json(env: dict[str, str]) -> list[dict]:
+    """What ``trl-nats agents --json`` shows (the real CLI, as a user runs it), one dict per agent."""
+    out = subprocess.run(
+        [PYTHON, "-m", "trl_nats.cli", "agents", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
 class AgentProcess:
