@@ -31,8 +31,14 @@ ROWS = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(
 STEPS = 200
 
 
-async def test_gang_that_loses_a_node_resumes_on_both_nodes_from_the_stored_checkpoint(settings, start_agent):
-    agents = {name: start_agent(name, slots=1, recipe=NOOP, extra=["--gang-timeout", "8"]) for name in ("n-a", "n-b")}
+@pytest.mark.parametrize("store", ["nats", "shared-dir"])
+async def test_gang_that_loses_a_node_resumes_on_both_nodes_from_the_stored_checkpoint(
+    settings, start_agent, tmp_path, store
+):
+    """``store``: the agents' --checkpoint-store, the object store or a directory every node mounts."""
+    shared = tmp_path / "shared-checkpoints"
+    extra = ["--gang-timeout", "8", "--checkpoint-store", "nats" if store == "nats" else str(shared)]
+    agents = {name: start_agent(name, slots=1, recipe=NOOP, extra=extra) for name in ("n-a", "n-b")}
     client = await Client.connect(settings)
     try:
         await wait_for(lambda: agents_up(client, 2), "both agents to heartbeat")
@@ -51,10 +57,11 @@ async def test_gang_that_loses_a_node_resumes_on_both_nodes_from_the_stored_chec
             return r if r.latest_checkpoint and r.latest_checkpoint.location and r.step >= 6 else None
 
         before = await wait_for(stored, "a stored checkpoint of the gang", 300)
-        assert before.latest_checkpoint.location.startswith("nats://trl_artifacts/gang-resume/checkpoint-")
+        where = "nats://trl_artifacts" if store == "nats" else str(shared.resolve())
+        assert before.latest_checkpoint.location.startswith(f"{where}/gang-resume/checkpoint-")
         member = next(a.agent for a in before.allocation if a.agent != before.owner)
         agents[member].stop(signal.SIGKILL)  # a node is lost: the gang stops and the job is retried as one
-        replacement = start_agent("n-c", slots=1, recipe=NOOP, extra=["--gang-timeout", "8"])
+        replacement = start_agent("n-c", slots=1, recipe=NOOP, extra=extra)
 
         record = await job.wait(timeout=600)
         assert record.state is JobState.completed, record.error
@@ -68,9 +75,17 @@ async def test_gang_that_loses_a_node_resumes_on_both_nodes_from_the_stored_chec
         assert second == list(range(second[0], STEPS + 1))
         logs = [e.line for e in events if isinstance(e, LogEvent) and e.attempt == 2]
         assert any("resuming from" in line for line in logs), logs
-        # the new node had nothing of this job: it fetched the checkpoint, verified, from the object store
-        fetched = replacement.state_dir / "outputs" / "gang-resume" / f"checkpoint-{second[0] - 1}"
-        assert (fetched / MANIFEST_FILE).is_file() and (fetched / "trl_nats_complete.json").is_file()
+        # both nodes, not only rank 0's: each says where it starts
+        location = f"{where}/gang-resume/checkpoint-{second[0] - 1}"
+        other = next(a.agent for a in record.allocation if a.agent != record.owner)
+        assert sorted(line for line in logs if "resumes from checkpoint" in line) == [
+            f"node 0 ({record.owner}) resumes from checkpoint {second[0] - 1} ({location})",
+            f"node 1 ({other}) resumes from checkpoint {second[0] - 1} ({location})",
+        ], logs
+        if store == "nats":
+            # the new node had nothing of this job: it fetched the checkpoint, verified, from the object store
+            fetched = replacement.state_dir / "outputs" / "gang-resume" / f"checkpoint-{second[0] - 1}"
+            assert (fetched / MANIFEST_FILE).is_file() and (fetched / "trl_nats_complete.json").is_file()
     finally:
         await client.close()
 
