@@ -31,16 +31,11 @@ ROWS = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(
 STEPS = 200
 
 
-@pytest.mark.parametrize("store", ["nats", "shared-dir"])
-async def test_gang_that_loses_a_node_resumes_on_both_nodes_from_the_stored_checkpoint(
-    settings, start_agent, tmp_path, store
-):
-    """``store``: the agents' --checkpoint-store, the object store or a directory every node mounts."""
-    shared = tmp_path / "shared-checkpoints"
-    extra = ["--gang-timeout", "8", "--checkpoint-store", "nats" if store == "nats" else str(shared)]
+async def _gang_loses_a_node(settings, start_agent, extra: list[str], steps: int = STEPS):
+    """A noop gang of two agents stores checkpoints; its member is killed and a new agent takes its place.
+    Returns (the record before the loss, the final record, the job's events, the new agent)."""
     agents = {name: start_agent(name, slots=1, recipe=NOOP, extra=extra) for name in ("n-a", "n-b")}
-    client = await Client.connect(settings)
-    try:
+    async with await Client.connect(settings) as client:
         await wait_for(lambda: agents_up(client, 2), "both agents to heartbeat")
         spec = JobSpec(
             job_id="gang-resume",
@@ -48,7 +43,7 @@ async def test_gang_that_loses_a_node_resumes_on_both_nodes_from_the_stored_chec
             dataset=await client.upload_dataset(ROWS),
             resources=Resources(nodes=2, gpus_per_node=1),
             max_attempts=3,
-            labels={"noop.steps": str(STEPS), "noop.step_s": "0.1", "noop.save_every": "5"},
+            labels={"noop.steps": str(steps), "noop.step_s": "0.1", "noop.save_every": "5"},
         )
         job = await client.submit(spec)
 
@@ -57,8 +52,6 @@ async def test_gang_that_loses_a_node_resumes_on_both_nodes_from_the_stored_chec
             return r if r.latest_checkpoint and r.latest_checkpoint.location and r.step >= 6 else None
 
         before = await wait_for(stored, "a stored checkpoint of the gang", 300)
-        where = "nats://trl_artifacts" if store == "nats" else str(shared.resolve())
-        assert before.latest_checkpoint.location.startswith(f"{where}/gang-resume/checkpoint-")
         member = next(a.agent for a in before.allocation if a.agent != before.owner)
         agents[member].stop(signal.SIGKILL)  # a node is lost: the gang stops and the job is retried as one
         replacement = start_agent("n-c", slots=1, recipe=NOOP, extra=extra)
@@ -67,27 +60,54 @@ async def test_gang_that_loses_a_node_resumes_on_both_nodes_from_the_stored_chec
         assert record.state is JobState.completed, record.error
         assert record.attempt == 2 and sorted(a.agent for a in record.allocation) == sorted([before.owner, "n-c"])
         events = [e async for e in job.events()]
-        claims = [e.attempt for e in events if isinstance(e, StatusEvent) and e.state is JobState.in_progress]
-        assert claims == [1, 2]
-        second = [e.step for e in events if isinstance(e, MetricsEvent) and e.attempt == 2]
-        stored_steps = [c.step for c in record.checkpoints if c.location and not c.final and c.step < second[0]]
-        assert second and second[0] - 1 in stored_steps and second[0] > 1, "attempt 2 started over from step 0"
-        assert second == list(range(second[0], STEPS + 1))
-        logs = [e.line for e in events if isinstance(e, LogEvent) and e.attempt == 2]
-        assert any("resuming from" in line for line in logs), logs
-        # both nodes, not only rank 0's: each says where it starts
-        location = f"{where}/gang-resume/checkpoint-{second[0] - 1}"
-        other = next(a.agent for a in record.allocation if a.agent != record.owner)
-        assert sorted(line for line in logs if "resumes from checkpoint" in line) == [
-            f"node 0 ({record.owner}) resumes from checkpoint {second[0] - 1} ({location})",
-            f"node 1 ({other}) resumes from checkpoint {second[0] - 1} ({location})",
-        ], logs
-        if store == "nats":
-            # the new node had nothing of this job: it fetched the checkpoint, verified, from the object store
-            fetched = replacement.state_dir / "outputs" / "gang-resume" / f"checkpoint-{second[0] - 1}"
-            assert (fetched / MANIFEST_FILE).is_file() and (fetched / "trl_nats_complete.json").is_file()
-    finally:
-        await client.close()
+    claims = [e.attempt for e in events if isinstance(e, StatusEvent) and e.state is JobState.in_progress]
+    assert claims == [1, 2]
+    return before, record, events, replacement
+
+
+@pytest.mark.parametrize("store", ["nats", "shared-dir"])
+async def test_gang_that_loses_a_node_resumes_on_both_nodes_from_the_stored_checkpoint(
+    settings, start_agent, tmp_path, store
+):
+    """``store``: the agents' --checkpoint-store, the object store or a directory every node mounts."""
+    shared = tmp_path / "shared-checkpoints"
+    extra = ["--gang-timeout", "8", "--checkpoint-store", "nats" if store == "nats" else str(shared)]
+    before, record, events, replacement = await _gang_loses_a_node(settings, start_agent, extra)
+    where = "nats://trl_artifacts" if store == "nats" else str(shared.resolve())
+    assert before.latest_checkpoint.location.startswith(f"{where}/gang-resume/checkpoint-")
+    second = [e.step for e in events if isinstance(e, MetricsEvent) and e.attempt == 2]
+    stored_steps = [c.step for c in record.checkpoints if c.location and not c.final and c.step < second[0]]
+    assert second and second[0] - 1 in stored_steps and second[0] > 1, "attempt 2 started over from step 0"
+    assert second == list(range(second[0], STEPS + 1))
+    logs = [e.line for e in events if isinstance(e, LogEvent) and e.attempt == 2]
+    assert any("resuming from" in line for line in logs), logs
+    # both nodes, not only rank 0's: each says where it starts
+    location = f"{where}/gang-resume/checkpoint-{second[0] - 1}"
+    other = next(a.agent for a in record.allocation if a.agent != record.owner)
+    assert sorted(line for line in logs if "resumes from checkpoint" in line) == [
+        f"node 0 ({record.owner}) resumes from checkpoint {second[0] - 1} ({location})",
+        f"node 1 ({other}) resumes from checkpoint {second[0] - 1} ({location})",
+    ], logs
+    if store == "nats":
+        # the new node had nothing of this job: it fetched the checkpoint, verified, from the object store
+        fetched = replacement.state_dir / "outputs" / "gang-resume" / f"checkpoint-{second[0] - 1}"
+        assert (fetched / MANIFEST_FILE).is_file() and (fetched / "trl_nats_complete.json").is_file()
+
+
+async def test_gang_with_node_local_checkpoints_says_both_nodes_start_over(settings, start_agent):
+    """Checkpoints left on the leader's disk (--checkpoint-store local) are no resume point for a gang: the
+    retried attempt starts at step 1 on both nodes, and each node says so and why on the job's events."""
+    extra = ["--gang-timeout", "8", "--checkpoint-store", "local"]
+    before, record, events, _ = await _gang_loses_a_node(settings, start_agent, extra, steps=60)
+    ckpt = before.latest_checkpoint
+    assert not ckpt.location.startswith("nats://")
+    second = [e.step for e in events if isinstance(e, MetricsEvent) and e.attempt == 2]
+    assert second == list(range(1, 61))
+    logs = [e.line for e in events if isinstance(e, LogEvent) and e.attempt == 2]
+    said = sorted(line for line in logs if "starts from step 0" in line)
+    assert len(said) == 2 and [line.split()[1] for line in said] == ["0", "1"], logs
+    assert all("which not every node can fetch" in line and "--checkpoint-store" in line for line in said), said
+    assert not any("resumes from checkpoint" in line for line in logs), logs
 
 
 # -- a real two-node DPO job paused and resumed as one ------------------------------------------
