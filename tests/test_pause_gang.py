@@ -213,10 +213,16 @@ async def test_two_namespaced_nodes_paused_and_resumed_by_fresh_nodes_match_an_u
 
     pausing.assert_same_losses(pausing.losses(events), uninterrupted)
     _assert_resumed_on_both_nodes(events, ckpt, set(fresh))
+    # the old member node's rank wrote its RNG state on its own disk; the stored checkpoint carries it
+    old = [fleet.tmp / name / "outputs" / "netns-paused" / f"checkpoint-{ckpt.step}" for name in first]
+    member_copy = next(d for d in old if not (d / "trl_nats_complete.json").is_file())
     for name in fresh:
-        # nothing of the job was on its disk: it fetched the checkpoint, verified, from the object store
-        fetched = fleet.agents[name].state_dir / "outputs" / "netns-paused" / f"checkpoint-{ckpt.step}"
+        # nothing of the job was on its disk: it fetched the checkpoint, verified, from the object store, with
+        # every rank's RNG state in it (so the fresh member restores rank 1's as a node that kept its files does)
+        fetched = fleet.tmp / name / "outputs" / "netns-paused" / f"checkpoint-{ckpt.step}"
         assert (fetched / MANIFEST_FILE).is_file() and (fetched / "trl_nats_complete.json").is_file(), name
+        assert (fetched / "rng_state_0.pth").is_file(), name
+        assert (fetched / "rng_state_1.pth").read_bytes() == (member_copy / "rng_state_1.pth").read_bytes(), name
     # the resumed gang was formed at the fresh namespaces' addresses (its collectives ran over the bridge)
     logs = "\n".join(fleet.agents[name].log() for name in fresh)
     formed = [line for line in logs.splitlines() if "gang netns-paused attempt 1 formed" in line]
