@@ -24,7 +24,16 @@ import llama_stack_client
 import psutil
 import pytest
 from llama_stack_client import LlamaStackClient
-from support import REPO, model_dir, processes_matching
+from support import (
+    REPO,
+    WAIT_S,
+    assert_loads,
+    ended,
+    model_dir,
+    poll_status,
+    processes_matching,
+    training_processes,
+)
 from trl_nats_provider.embedded import EmbeddedStack, shipped_dataset
 from trl_nats_provider.stack import SHIPPED_RUN_CONFIG, LlamaStackServer
 
@@ -33,9 +42,6 @@ from trl_nats.ports import free_port
 from trl_nats.settings import NatsSettings
 
 pytestmark = pytest.mark.integration
-
-TERMINAL = ("completed", "failed", "cancelled")
-WAIT_S = 600  # only so a broken build cannot hang CI forever; jobs here take seconds
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -95,43 +101,7 @@ def job_ids(client: LlamaStackClient) -> list[str]:
 
 
 def poll(client: LlamaStackClient, job_uuid: str, until, what: str) -> tuple[dict[str, Any], list[str]]:
-    """Poll status until ``until(status)``; returns it and every state seen, in order."""
-    seen: list[str] = []
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        st = status(client, job_uuid)
-        if not seen or seen[-1] != st["status"]:
-            seen.append(st["status"])
-        if until(st):
-            return st, seen
-        if st["status"] in TERMINAL:
-            raise AssertionError(f"{job_uuid} ended as {st['status']} while waiting for {what}: {st}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{job_uuid}: no {what} within {WAIT_S}s; last status {st}")
-        time.sleep(0.3)
-
-
-def until_ended(st: dict[str, Any]) -> bool:
-    return st["status"] in TERMINAL
-
-
-def training_processes(job_uuid: str) -> list[int]:
-    return [pid for pid in processes_matching(job_uuid) if _is_training(pid)]
-
-
-def _is_training(pid: int) -> bool:
-    try:
-        cmd = " ".join(psutil.Process(pid).cmdline())
-    except psutil.Error:
-        return False
-    return "torch.distributed.run" in cmd or "torchrun" in cmd or "trl_nats_agent.recipes" in cmd
-
-
-def assert_loads(path: str, nats_url: str, dest: Path) -> None:
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir(path, nats_url, dest))
-    assert sum(p.numel() for p in model.parameters()) > 0
+    return poll_status(lambda j: status(client, j), job_uuid, until, what)
 
 
 # -- the stack ------------------------------------------------------------------------------
@@ -168,7 +138,7 @@ def dpo_run(stack, client, tiny_model) -> dict[str, Any]:
     queued = status(client, "ls-dpo")
     again = preference_optimize(client, "ls-dpo", tiny_model, "prefs", steps=4)
     stack.start_agent()
-    final, seen = poll(client, "ls-dpo", until_ended, "the end")
+    final, seen = poll(client, "ls-dpo", ended, "the end")
     return {
         "job": job,
         "idle": idle,
@@ -192,7 +162,7 @@ def cancelled_run(client, agent, tiny_model) -> dict[str, Any]:
     )
     pids_before = training_processes("ls-long")
     cancel(client, "ls-long")
-    final, _ = poll(client, "ls-long", until_ended, "the cancel")
+    final, _ = poll(client, "ls-long", ended, "the cancel")
     deadline = time.monotonic() + 60
     while training_processes("ls-long") and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -323,7 +293,7 @@ def test_supervised_fine_tune_trains_to_completion(client, agent, tiny_model, lo
         **({"algorithm_config": algorithm} if algorithm else {}),
     )
     assert job.job_uuid == job_uuid
-    final, seen = poll(client, job_uuid, until_ended, "the end")
+    final, seen = poll(client, job_uuid, ended, "the end")
     assert final["status"] == "completed", final
     assert seen[-1] == "completed", seen
     arts = artifacts(client, job_uuid)
