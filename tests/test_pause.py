@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.processes import NOOP
+from support.processes import NOOP, agents_json
 from support.training import assert_adapter_loads, step_losses
 from support.waiting import agents_up, wait_for
 
@@ -140,14 +140,6 @@ def _spec(job_id: str, model: Path, dataset, steps: int, lora: LoraParams | None
     )
 
 
-def _agents_json(env: dict[str, str]) -> list[dict]:
-    out = subprocess.run(
-        [sys.executable, "-m", "trl_nats.cli", "agents", "--json"], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
-
-
 @pytest.mark.parametrize("lora", [None, LORA], ids=["full", "lora"])
 async def test_dpo_paused_mid_run_resumes_on_another_agent_with_the_same_losses(
     settings, start_agent, tiny_model, env_for, lora
@@ -188,7 +180,7 @@ async def test_dpo_paused_mid_run_resumes_on_another_agent_with_the_same_losses(
         env = env_for(PYTHONPATH=os.environ.get("PYTHONPATH", ""))
 
         async def freed():
-            a = [a for a in _agents_json(env) if a["agent_id"] == "first"]
+            a = [a for a in agents_json(env) if a["agent_id"] == "first"]
             return a and a[0]["free_gpus"] == [0, 1] and a[0]["running_jobs"] == []
 
         await wait_for(freed, "the paused job's GPUs to show free", 30)

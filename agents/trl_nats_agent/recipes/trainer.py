@@ -23,6 +23,7 @@ from transformers import TrainerCallback
 from trl_nats.messages import TrainingParams
 
 from . import modeling, performance
+from .checkpoints import gather_rank_states
 from .contract import COMPLETE_MARKER, checkpoint_dir_name
 from .events import EventEmitter
 from .performance import ModelShape, PerformancePlan
@@ -222,6 +223,7 @@ class EventsCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / checkpoint_dir_name(state.global_step)
         barrier()  # every rank has written its shard of optimizer and RNG state
+        gather_rank_states(path, self.dist_info.world_size, self.dist_info.rank)  # other nodes' RNG joins rank 0's
         if self.dist_info.is_main:
             marker = {"step": state.global_step, "epoch": state.epoch, "time": time.time()}
             (path / COMPLETE_MARKER).write_text(json.dumps(marker))
