@@ -7,6 +7,9 @@ Starts its own nats-server (file storage in a temp dir on the same disk as the f
 copies the file with ``shutil.copyfile``, uploads it as an artifact (``ArtifactStore.put``: hashing,
 1 MiB chunks, each chunk acknowledged by JetStream) and pulls it into a fresh directory
 (``ArtifactStore.pull``: ordered consumer, sha256 of every byte checked against the manifest).
+A fourth row, the server's delivery ceiling, drains the same chunks with a minimal client of the NATS
+protocol (one socket read of up to 4 MiB at a time, payloads counted and dropped: no hashing, no disk)
+so the pull can be read against what nats-server itself delivers on this machine.
 Prints medians, spread (min..max) and ratios. Goal (issue 12): pull >= 1/3 of the copy speed, and
 pull memory that does not grow with the file size (measured in a child process per size, ru_maxrss
 after the transfer minus before it).
@@ -20,6 +23,7 @@ import json
 import os
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -108,6 +112,76 @@ def pull_memory(url: str, job: str, warm: str, dest: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def drain_chunks(url: str, stream: str, subject: str, total: int) -> None:
+    """Receive ``total`` payload bytes of ``subject`` from a push consumer and drop them: the ceiling.
+
+    Speaks just enough of the protocol: CONNECT, one subscription for the deliveries, the consumer
+    create request, flow-control replies and PONGs. Nothing is hashed or written.
+    """
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    deliver = f"_ceiling.{os.getpid()}"
+    config = {
+        "stream_name": stream,
+        "config": {
+            "deliver_subject": deliver,
+            "ack_policy": "none",
+            "deliver_policy": "all",
+            "filter_subject": subject,
+            "flow_control": True,
+            "idle_heartbeat": 5_000_000_000,
+            "mem_storage": True,
+            "inactive_threshold": 5_000_000_000,
+        },
+    }
+    body = json.dumps(config).encode()
+    sock.sendall(
+        b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\n'
+        + f"SUB {deliver} 1\r\nSUB _ceiling_reply 2\r\n".encode()
+        + f"PUB $JS.API.CONSUMER.CREATE.{stream} _ceiling_reply {len(body)}\r\n".encode()
+        + body
+        + b"\r\n"
+    )
+    buf = bytearray(8 << 20)
+    view = memoryview(buf)
+    start = end = got = 0
+    try:
+        while got < total:
+            if len(buf) - end < (1 << 20):  # keep room for a read: move the unparsed tail to the front
+                buf[: end - start] = buf[start:end]
+                start, end = 0, end - start
+            n = sock.recv_into(view[end:])
+            if not n:
+                raise ConnectionError("nats-server closed the connection")
+            end += n
+            while (nl := buf.find(b"\r\n", start, end)) >= 0:
+                parts = bytes(view[start:nl]).split()
+                if parts[0] in (b"MSG", b"HMSG"):
+                    size = int(parts[-1])
+                    if nl + 2 + size + 2 > end:
+                        if nl + 4 + size - start > len(buf):
+                            buf.extend(bytes(nl + 4 + size - start))
+                            view = memoryview(buf)
+                        break
+                    hdr = int(parts[-2]) if parts[0] == b"HMSG" else 0
+                    has_reply = len(parts) == (6 if parts[0] == b"HMSG" else 5)
+                    if parts[2] == b"1":
+                        if hdr and bytes(view[nl + 2 : nl + 14]) == b"NATS/1.0 100":
+                            if has_reply:  # flow control: tell the server to go on
+                                sock.sendall(b"PUB " + parts[3] + b" 0\r\n\r\n")
+                        else:
+                            got += size - hdr
+                    start = nl + 4 + size
+                else:
+                    if parts and parts[0] == b"PING":
+                        sock.sendall(b"PONG\r\n")
+                    elif parts and parts[0] == b"-ERR":
+                        raise ConnectionError(bytes(view[start:nl]).decode())
+                    start = nl + 2
+    finally:
+        sock.close()
+
+
 async def run(size: int, rounds: int, work: Path) -> None:
     server = EmbeddedNats(work / "nats").start()
     try:
@@ -117,8 +191,13 @@ async def run(size: int, rounds: int, work: Path) -> None:
         src_dir.mkdir()
         src = src_dir / "model.safetensors"
         make_file(src, size)
-        copy_s, put_s, pull_s = [], [], []
-        cpu = {"copy": [0.0, 0.0], "put": [0.0, 0.0], "pull": [0.0, 0.0]}  # [this process, nats-server]
+        copy_s, put_s, pull_s, drain_s = [], [], [], []
+        cpu = {
+            "copy": [0.0, 0.0],
+            "put": [0.0, 0.0],
+            "pull": [0.0, 0.0],
+            "drain": [0.0, 0.0],
+        }  # [this process, nats-server]
 
         def account(what: str, before: tuple[float, float]) -> None:
             cpu[what][0] += cpu_seconds() - before[0]
@@ -139,6 +218,11 @@ async def run(size: int, rounds: int, work: Path) -> None:
             pull_s.append(await atimed(store.pull(job, "final", dest)))
             account("pull", before)
             shutil.rmtree(dest)
+            info = await client.topo.artifacts.get_info(f"{job}/final/{src.name}")
+            stream, subject = f"OBJ_{store.backend.bucket}", f"$O.{store.backend.bucket}.C.{info.nuid}"
+            before = (cpu_seconds(), cpu_seconds(server.proc.pid))
+            drain_s.append(timed(lambda s=stream, c=subject: drain_chunks(server.url, s, c, size)))
+            account("drain", before)
             await store.delete(job, "final")
         print(f"file {size / MB:,.0f} MB, {rounds} rounds, nats-server {server.url}")
         line, copy = summary("local copy (shutil)", size, copy_s)
@@ -147,9 +231,11 @@ async def run(size: int, rounds: int, work: Path) -> None:
         print(f"{line}   {put / copy:.2f}x copy")
         line, pull = summary("pull (verified)", size, pull_s)
         print(f"{line}   {pull / copy:.2f}x copy   goal >= 0.33x: {'met' if pull / copy >= 1 / 3 else 'NOT met'}")
+        line, drain = summary("server ceiling (drain only)", size, drain_s)
+        print(f"{line}   {drain / copy:.2f}x copy   (nats-server to a client that hashes and writes nothing)")
         gb = size * rounds / 1e9
         for what, (mine, srv) in cpu.items():
-            print(f"CPU per GB, {what:<4}: {mine / gb:5.2f} s this process + {srv / gb:5.2f} s nats-server")
+            print(f"CPU per GB, {what:<5}: {mine / gb:5.2f} s this process + {srv / gb:5.2f} s nats-server")
         print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
         # memory: the same pull at two sizes, each in a fresh process

@@ -1,6 +1,7 @@
-"""Padding-free vs padded DPO, and full vs LoRA DPO memory, on a length-skewed preference dataset (CPU or GPU).
+"""Padding-free vs padded DPO on a length-skewed preference dataset (CPU or GPU).
 
-    python benchmarks/dpo_packing.py [--rounds 3] [--steps 8] [--warmup 2] [--rows 512] [--out DIR] [--small]
+    python benchmarks/dpo_packing.py [--rounds 3] [--steps 8] [--warmup 2] [--rows 512] [--threads N] [--out DIR]
+                                     [--small]
 
 Model: a random-init Llama of ~24 M parameters (hidden 512, 6 layers, MLP 1024, 8 heads, vocab 8192,
 untied embeddings; ``--small``: hidden 128, 2 layers, for a smoke run), float32 on CPU, bf16 on CUDA, a
@@ -23,15 +24,15 @@ Real tokens/s counts only non-padding tokens (chosen and rejected, prompt includ
 (after ``--warmup``), over their wall time and over the process's CPU time (all threads: on a machine
 shared with other work, wall time also counts the waits for a core). Figures: median over rounds of each
 round's figure, with min and max, ratios of medians, and each round's padding-free / padded ratio. The
-goal (padding-free >= 1.5x padded) is judged on CPU time.
+goal (padding-free >= 1.5x padded) is judged on CPU time. Each figure line carries the load average.
 
-Memory: one more child per side, full DPO vs LoRA DPO (rank 16, all-linear) on the same model, packed,
-``--steps`` steps: peak resident memory of the child (ru_maxrss) and its growth from just before the model loads
-(what training adds: weights, reference, gradients, optimizer state, activations, and the libraries'
-own buffers), and the bytes of the tensors training keeps for the whole run (weights, gradients, optimizer
-state, reference model), counted from the objects. On CUDA: peak ``torch.cuda.max_memory_allocated``.
-Goal: LoRA <= 0.5x full. With a small model the RSS growth is mostly the libraries' buffers and says
-little; the training-state bytes are what grows with the model.
+``--threads N`` sets torch's intra-op threads in every child (default: torch's own, one per core). On a
+machine shared with other work use ``--threads 1``: with two threads on two busy cores, one thread spins at
+every parallel op's barrier while its partner waits for a core, and that spinning is CPU time too, more of
+it the smaller the ops (the packed row's are smaller than the padded batch's), so the CPU-time figures then
+measure the machine's load as much as the recipe.
+
+Memory of full vs LoRA DPO is ``benchmarks/dpo_memory.py`` (a model big enough for its bytes to dominate).
 
 Prints one JSON line per child run and a summary JSON line at the end; ``--out`` keeps the model and data.
 """
@@ -43,7 +44,6 @@ import json
 import math
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -58,7 +58,6 @@ BATCH_PAIRS = 4
 ROWS = 512
 MAX_LENGTH = 1024
 GOAL_PACKED_VS_PADDED = 1.5
-GOAL_LORA_MEMORY = 0.5
 
 
 def lognormal_words(rng: random.Random, median: float, sigma: float, low: int, high: int) -> int:
@@ -123,9 +122,8 @@ def build_inputs(work: Path, small: bool, n_rows: int) -> tuple[Path, Path, int,
 
 
 def child(
-    variant: str, model_dir: Path, rows_path: Path, out_dir: Path, steps: int, lora: bool, threads: int | None = None
+    variant: str, model_dir: Path, rows_path: Path, out_dir: Path, steps: int, threads: int | None = None
 ) -> dict:
-    rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     import gc
 
     import torch
@@ -141,7 +139,6 @@ def child(
     cuda = torch.cuda.is_available()
     rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
     tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
-    rss_before_model = _rss_now()
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if cuda else torch.float32)
     recipe = variant != "trl_defaults"
     kwargs = dict(
@@ -168,15 +165,8 @@ def child(
             self.cpu.append(time.process_time())
 
     clock = Clock()
-    peft_config = None
-    if lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
-        )
     common = dict(model=model, ref_model=None, args=config, train_dataset=Dataset.from_list(rows),
-                  processing_class=tokenizer, callbacks=[clock], peft_config=peft_config)  # fmt: skip
+                  processing_class=tokenizer, callbacks=[clock])  # fmt: skip
     if recipe:
         packed = Choice(variant == "padding_free", variant)
         batching = dpo.Batching(lengths.LengthBudget(MAX_LENGTH, MAX_LENGTH // 2, "benchmark"), packed, lambda _: None)
@@ -195,51 +185,21 @@ def child(
     trainer.data_collator = counting_collator
     start = time.perf_counter()
     trainer.train()
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    state_bytes = training_state_bytes(trainer)
     del trainer, model
     gc.collect()
     return {
-        "variant": variant + ("_lora" if lora else ""), "start": start, "step_end": clock.times,
-        "step_end_cpu": clock.cpu,
-        "tokens": tokens[: len(clock.times)], "losses": losses, "peak_rss_bytes": peak_rss,
-        "rss_growth_bytes": peak_rss - rss_before_model, "rss_at_start_bytes": rss_start,
-        "cuda_peak_bytes": torch.cuda.max_memory_allocated() if cuda else None,
-        "state_bytes": state_bytes,
+        "variant": variant, "start": start, "step_end": clock.times, "step_end_cpu": clock.cpu,
+        "tokens": tokens[: len(clock.times)], "losses": losses,
     }  # fmt: skip
 
 
-def training_state_bytes(trainer) -> dict[str, int]:
-    """Bytes of the tensors training keeps for its whole run: the policy's weights, their gradients, the
-    optimizer's state, and a reference model's weights (activations come and go within a step)."""
-
-    def size(tensors) -> int:
-        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
-
-    params = list(trainer.model.parameters())
-    optimizer_state = [v for st in trainer.optimizer.state.values() for v in st.values() if hasattr(v, "numel")]
-    ref = list(trainer.ref_model.parameters()) if trainer.ref_model is not None else []
-    out = {"weights": size(params), "gradients": size(p.grad for p in params), "optimizer": size(optimizer_state),
-           "reference": size(ref)}  # fmt: skip
-    out["total"] = sum(out.values())
-    return out
-
-
-def _rss_now() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def run_child(
-    work: Path, variants: list[str], steps: int, lora: bool = False, threads: int | None = None
-) -> list[dict]:
+def run_child(work: Path, variants: list[str], steps: int, threads: int | None = None) -> list[dict]:
     """One child process running ``variants`` in order; their results."""
     result = work / "result.json"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "agents"), str(REPO), env.get("PYTHONPATH", "")])
     cmd = [sys.executable, __file__, "--child", ",".join(variants), "--work", str(work), "--steps", str(steps)]
-    cmd += ["--lora"] if lora else []
     cmd += ["--threads", str(threads)] if threads else []
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
@@ -268,21 +228,12 @@ def main() -> None:
     )  # fmt: skip
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--lora", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not 1 <= args.warmup < args.steps:
         raise SystemExit(f"--warmup {args.warmup}: need 1 <= warmup < steps ({args.steps})")
     if args.child:
         results = [
-            child(
-                variant,
-                args.work / "model",
-                args.work / "rows.jsonl",
-                args.work / "out",
-                args.steps,
-                args.lora,
-                args.threads,
-            )  # fmt: skip
+            child(variant, args.work / "model", args.work / "rows.jsonl", args.work / "out", args.steps, args.threads)
             for variant in args.child.split(",")
         ]
         (args.work / "result.json").write_text(json.dumps(results))
@@ -310,22 +261,14 @@ def main() -> None:
                               "real_tokens_per_cpu_s": round(cpu_speed, 1), "steps": len(result["step_end"]),
                               "load_average": os.getloadavg(), "losses": result["losses"]}), flush=True)  # fmt: skip
         round_ratios.append(this_round["padding_free"] / this_round["padded"])
-    memory = {}
-    for lora in (False, True):
-        (result,) = run_child(work, ["padding_free"], args.steps, lora=lora)
-        memory["lora" if lora else "full"] = result
-        print(
-            json.dumps({k: result[k] for k in ("variant", "peak_rss_bytes", "rss_growth_bytes", "cuda_peak_bytes")}),
-            flush=True,
-        )
 
     med = {v: statistics.median(s) for v, s in speeds.items()}
     cpu_med = {v: statistics.median(s) for v, s in cpu_speeds.items()}
-    growth = {k: (r["cuda_peak_bytes"] or r["rss_growth_bytes"]) for k, r in memory.items()}
-    state = {k: r["state_bytes"]["total"] for k, r in memory.items()}
+    import torch
+
     summary = {
         "figure": "dpo_packing",
-        "device": "cuda" if memory["full"]["cuda_peak_bytes"] else "cpu",
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
         "rounds": args.rounds,
         "threads": args.threads,
         "measured_steps": args.steps - args.warmup,
@@ -344,16 +287,8 @@ def main() -> None:
         "padding_free_vs_grouped": round(med["padding_free"] / med["grouped"], 2),
         "padding_free_vs_trl_defaults": round(med["padding_free"] / med["trl_defaults"], 2),
         "padded_vs_trl_defaults": round(med["padded"] / med["trl_defaults"], 2),
-        "memory_bytes": {
-            k: {"peak_rss": r["peak_rss_bytes"], "growth": growth[k], "training_state": r["state_bytes"]}
-            for k, r in memory.items()
-        },  # fmt: skip
-        "lora_vs_full_memory": round(growth["lora"] / growth["full"], 2),
-        "lora_vs_full_training_state": round(state["lora"] / state["full"], 2),
     }
     summary["goal_packed_met"] = summary["padding_free_vs_padded_cpu"] >= GOAL_PACKED_VS_PADDED
-    summary["goal_lora_memory_met"] = summary["lora_vs_full_memory"] <= GOAL_LORA_MEMORY
-    summary["goal_lora_training_state_met"] = summary["lora_vs_full_training_state"] <= GOAL_LORA_MEMORY
     print(json.dumps(summary), flush=True)
 
 

@@ -7,7 +7,9 @@ namespace holds the bridge's ``.1`` address, where the test's nats-server listen
 carry the process id and a random tag so parallel runs never collide; ``close()`` removes
 everything, and runs from a ``finally``.
 
-Needs root and ``ip`` with netns support; :func:`available` says whether this machine allows it.
+Needs root and ``ip`` with netns support; :func:`available` says whether this machine allows it and
+:func:`unavailable_reason` why not (a test's skip reason). :meth:`Namespaces.add` and :meth:`Namespaces.remove`
+bring a "node" onto the bridge and take it off again during a test.
 """
 
 from __future__ import annotations
@@ -19,14 +21,22 @@ import subprocess
 import uuid
 
 
-def available() -> bool:
-    if os.geteuid() != 0 or not shutil.which("ip"):
-        return False
+def unavailable_reason() -> str | None:
+    """Why this machine cannot make network namespaces (a skip reason), or None when it can."""
+    if os.geteuid() != 0:
+        return "network namespaces need root (run the tests as root, as CI does)"
+    if not shutil.which("ip"):
+        return "network namespaces need the `ip` command (iproute2)"
     probe = f"tnprobe{uuid.uuid4().hex[:6]}"
-    ok = subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode == 0
-    if ok:
-        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return ok
+    out = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if out.returncode != 0:
+        return f"`ip netns add` fails here: {out.stderr.strip() or out.returncode}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+def available() -> bool:
+    return unavailable_reason() is None
 
 
 def _ip(*args: str) -> None:
@@ -51,33 +61,53 @@ class Namespaces:
             raise RuntimeError("no free 10.x.y.0/24 for the test bridge")
         self.prefix = f"10.{a}.{b}"
         self.host_addr = f"{self.prefix}.1"
-        self.names = [f"tn{self.tag}{i}" for i in range(count)]
-        self.addrs = [f"{self.prefix}.{11 + i}" for i in range(count)]
+        self.names: list[str] = []  # index i: namespace i (kept after remove(i), so indices stay valid)
+        self.addrs: list[str] = []
         self._made_bridge = False
         self._made: list[str] = []
         try:
-            self._create()
+            _ip("link", "add", self.bridge, "type", "bridge")
+            self._made_bridge = True
+            _ip("addr", "add", f"{self.host_addr}/24", "dev", self.bridge)
+            _ip("link", "set", self.bridge, "up")
+            for _ in range(count):
+                self.add()
         except BaseException:
             self.close()
             raise
 
-    def _create(self) -> None:
-        _ip("link", "add", self.bridge, "type", "bridge")
-        self._made_bridge = True
-        _ip("addr", "add", f"{self.host_addr}/24", "dev", self.bridge)
-        _ip("link", "set", self.bridge, "up")
-        for i, (ns, addr) in enumerate(zip(self.names, self.addrs, strict=True)):
-            _ip("netns", "add", ns)
-            self._made.append(ns)
-            host_end, ns_end = f"vh{self.tag}{i}", f"ve{self.tag}{i}"
-            _ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
-            _ip("link", "set", host_end, "master", self.bridge)
-            _ip("link", "set", host_end, "up")
-            _ip("link", "set", ns_end, "netns", ns)
-            _ip("-n", ns, "link", "set", ns_end, "name", "eth0")
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
-            _ip("-n", ns, "link", "set", "eth0", "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
+    def add(self) -> int:
+        """One more namespace on the bridge, at the next address; its index."""
+        i = len(self.names)
+        if 11 + i > 254:
+            raise RuntimeError("no address left on the test bridge")
+        ns, addr = f"tn{self.tag}{i}", f"{self.prefix}.{11 + i}"
+        self.names.append(ns)
+        self.addrs.append(addr)
+        _ip("netns", "add", ns)
+        self._made.append(ns)
+        host_end, ns_end = f"vh{self.tag}{i}", f"ve{self.tag}{i}"
+        _ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
+        _ip("link", "set", host_end, "master", self.bridge)
+        _ip("link", "set", host_end, "up")
+        _ip("link", "set", ns_end, "netns", ns)
+        _ip("-n", ns, "link", "set", ns_end, "name", "eth0")
+        _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+        _ip("-n", ns, "link", "set", "eth0", "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+        return i
+
+    def remove(self, index: int) -> None:
+        """Delete namespace ``index`` (its veth pair and address with it): that "node" is gone from the network.
+        Stop the processes inside first."""
+        ns = self.names[index]
+        if ns in self._made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+            self._made.remove(ns)
+
+    def exists(self, index: int) -> bool:
+        out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
+        return any(line.split()[0] == self.names[index] for line in out.splitlines() if line.strip())
 
     def wrap(self, index: int, cmd: list[str], timeout_s: int) -> list[str]:
         """``cmd`` run inside namespace ``index``, killed after ``timeout_s`` whatever happens."""

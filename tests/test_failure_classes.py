@@ -13,10 +13,9 @@ import asyncio
 import json
 import os
 import signal
-from pathlib import Path
 
 import pytest
-from support import NOOP, ROWS, agents_up, processes_matching, wait_for
+from support import NOOP, ROWS, agents_up, rank_pids, wait_for
 
 from trl_nats.client import Client
 from trl_nats.messages import JobSpec, JobState, StatusEvent, TrainingParams
@@ -73,19 +72,6 @@ async def test_permanent_errors_fail_on_attempt_1_with_their_sentence(settings, 
         await client.close()
 
 
-def _rank_pids(job_id: str) -> list[int]:
-    """The training ranks of ``job_id`` (not torchrun itself, whose command line names the same spec)."""
-    pids = []
-    for pid in processes_matching(f"/jobs/{job_id}/"):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if "torch.distributed.run" not in cmdline and "trl_nats_agent.recipes" in cmdline:
-            pids.append(pid)
-    return pids
-
-
 async def test_a_rank_sigkilled_is_retried_and_then_completes(settings, start_agent):
     start_agent("agent-k", recipe=NOOP)
     client = await Client.connect(settings)
@@ -101,7 +87,7 @@ async def test_a_rank_sigkilled_is_retried_and_then_completes(settings, start_ag
 
         async def training():
             rec = await job.status()
-            return rec.state is JobState.in_progress and rec.step > 0 and rec.attempt == 1 and _rank_pids(spec.job_id)
+            return rec.state is JobState.in_progress and rec.step > 0 and rec.attempt == 1 and rank_pids(spec.job_id)
 
         pids = await wait_for(training, "attempt 1 to train", timeout=300)
         for pid in pids:

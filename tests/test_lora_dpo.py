@@ -110,3 +110,27 @@ def test_saved_adapter_loads_with_peft_and_reproduces_the_trained_model(trained)
         want = trained_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         got = loaded(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     assert torch.allclose(want, got, atol=1e-5, rtol=0), float((want - got).abs().max())
+
+
+def test_memory_estimate_counts_the_adapter_peft_builds(trained):
+    """The estimate's adapter size (``modeling.lora_parameter_count``, computed before peft runs) is what peft
+    trains: for all-linear here, and for a named list of modules on a fresh model."""
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+    from trl_nats_agent.recipes.modeling import lora_config, lora_parameter_count
+
+    from trl_nats.messages import JobKind, JobSpec, LoraParams, TrainingParams
+
+    trainable = sum(p.numel() for p in trained["trainer"].model.parameters() if p.requires_grad)
+    assert lora_parameter_count(trained["base"], LoraParams(rank=8, target_modules=["all-linear"])) == trainable
+
+    lora = LoraParams(rank=4, target_modules=["q_proj", "v_proj"])
+    spec = JobSpec(
+        job_id="count", kind=JobKind.dpo, model=str(trained["tiny"]),
+        dataset={"object": "x", "sha256": "0" * 64, "rows": 1, "bytes": 0}, params=TrainingParams(lora=lora),
+    )  # fmt: skip
+    fresh = AutoModelForCausalLM.from_pretrained(trained["tiny"], dtype=torch.float32)
+    expected = lora_parameter_count(fresh, lora)
+    peft_model = get_peft_model(fresh, lora_config(spec))
+    assert expected == sum(p.numel() for p in peft_model.parameters() if p.requires_grad) > 0

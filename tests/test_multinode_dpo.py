@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from netns import Namespaces, available
+from netns import available
 from support import SHIPPED
+from support.fleet import Fleet
 
 from trl_nats.client import Client
 from trl_nats.messages import (
@@ -33,66 +31,13 @@ from trl_nats.messages import (
     TrainingParams,
 )
 from trl_nats.plot import curves, plot_job
-from trl_nats.server import EmbeddedNats
-from trl_nats.settings import NatsSettings
 
 pytestmark = pytest.mark.integration
-
-PROCESS_LIMIT_S = 900  # outer kill for every process in a namespace: failures there look like hangs
-
-
-class Fleet:
-    """A nats-server and agents, each agent in its own namespace when the machine allows."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp = tmp_path
-        self.ns = Namespaces(2) if available() else None
-        host = self.ns.host_addr if self.ns else "127.0.0.1"
-        self.server = EmbeddedNats(tmp_path / "nats", host=host).start()
-        self.settings = NatsSettings(servers=[self.server.url], agent_ttl_s=5.0)
-        self.procs: list[tuple[subprocess.Popen, object]] = []
-
-    def start_agent(self, agent_id: str, slots: int, node: int | None) -> subprocess.Popen:
-        env = dict(os.environ)
-        env.update(
-            TRL_NATS_SERVERS=self.server.url,
-            TRL_NATS_AGENT_TTL_S="5",
-            PYTHONUNBUFFERED="1",
-            OMP_NUM_THREADS="1",  # the same threads per rank in both runs, so the same float arithmetic
-        )
-        state = self.tmp / agent_id
-        state.mkdir(exist_ok=True)
-        cmd = [sys.executable, "-m", "trl_nats_agent", "--state-dir", str(state), "--device", "cpu"]
-        cmd += ["--slots", str(slots), "--agent-id", agent_id, "--node", agent_id, "--heartbeat", "1"]
-        cmd += ["--gang-timeout", "120"]
-        if node is not None and self.ns:
-            cmd = self.ns.wrap(node, cmd, PROCESS_LIMIT_S)
-        else:
-            cmd = ["timeout", "-k", "10", str(PROCESS_LIMIT_S), *cmd]
-        log = open(self.tmp / f"{agent_id}.log", "wb")
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        self.procs.append((proc, log))
-        return proc
-
-    def close(self) -> None:
-        for proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc, log in self.procs:
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
-        self.server.stop()
-        if self.ns:
-            self.ns.close()
 
 
 @pytest.fixture
 def fleet(tmp_path: Path):
-    f = Fleet(tmp_path)
+    f = Fleet(tmp_path, 2 if available() else 0)
     try:
         yield f
     finally:
@@ -130,8 +75,7 @@ async def test_dpo_across_two_namespaced_nodes_matches_one_node_with_two_process
         # the job is queued; the other one comes back while its gang forms.
         leader = two.owner
         member = "node-1" if leader == "node-0" else "node-0"
-        agents[member].terminate()
-        agents[member].wait(60)
+        agents[member].stop()
         again = await client.submit(
             _spec("dpo-2nodes-cached", tiny_model, dataset, Resources(nodes=2, gpus_per_node=1)), check_fleet=False
         )
@@ -159,7 +103,7 @@ async def test_dpo_across_two_namespaced_nodes_matches_one_node_with_two_process
     if fleet.ns:
         # each node was reached at its own namespace address
         for addr in fleet.ns.addrs:
-            assert addr in "\n".join(_agent_logs(fleet.tmp)), f"no agent advertised {addr}"
+            assert addr in "\n".join(fleet.logs()), f"no agent advertised {addr}"
     ckpts = [e.checkpoint for e in two_events if isinstance(e, CheckpointEvent)]
     assert ckpts and ckpts[-1].final and Path(ckpts[-1].path).is_dir()
     assert ckpts[-1].node == two.owner, "the final model is written on the leader's node"
@@ -192,7 +136,3 @@ async def _wait_for_gang(client: Client, job_id: str, leader: str) -> None:
 
 def _losses(events) -> dict[int, float]:
     return {e.step: e.metrics["loss"] for e in events if isinstance(e, MetricsEvent) and "loss" in e.metrics}
-
-
-def _agent_logs(tmp: Path) -> list[str]:
-    return [p.read_text(errors="replace") for p in tmp.glob("*.log")]

@@ -73,41 +73,35 @@ class Stack:
         self.root = root
         self.model = str(model)
         self.nats = EmbeddedNats(root / "nats").start()
-        env = dict(os.environ, TRL_NATS_SERVERS=self.nats.url, PYTHONUNBUFFERED="1", TRL_NATS_AGENT_TTL_S="5")
-        self.agent = AgentProcess(env, root / "agent", slots=2, agent_id="openai-agent", extra=[])
-        keys = root / "keys.txt"
-        keys.write_text(f"# two teams\nalice:{ALICE}\nbob:{BOB}\n")
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.env = dict(os.environ, TRL_NATS_SERVERS=self.nats.url, PYTHONUNBUFFERED="1", TRL_NATS_AGENT_TTL_S="5")
+        self.agent = AgentProcess(self.env, root / "agent", slots=2, agent_id="openai-agent", extra=[])
+        self.keys = root / "keys.txt"
+        self.keys.write_text(f"# two teams\nalice:{ALICE}\nbob:{BOB}\n")
         self.log_path = root / "gateway.log"
         self._log = open(self.log_path, "wb")
-        self.gateway = subprocess.Popen(
+        self.port, self.gateway = self.start_gateway(self._log, self.log_path)
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def start_gateway(self, log: Any, log_path: Path, *extra: str) -> tuple[int, subprocess.Popen]:
+        """A gateway process on this stack's NATS, up and answering, with ``extra`` flags."""
+        port = free_port()
+        gateway = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "trl_nats_provider.openai",
-                "--port",
-                str(self.port),
-                "--api-keys-file",
-                str(keys),
-                "--set",
-                "max_length=128",
-                "--max-file-mib",
-                "1",
+                sys.executable, "-m", "trl_nats_provider.openai", "--port", str(port), "--api-keys-file",
+                str(self.keys), "--set", "max_length=128", "--max-file-mib", "1", *extra,
             ],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
         deadline = time.monotonic() + 120
+        url = f"http://127.0.0.1:{port}/v1/files"
         while True:
             try:
-                if httpx.get(f"{self.base_url}/files", headers={"Authorization": f"Bearer {ALICE}"}).status_code == 200:
-                    break
+                if httpx.get(url, headers={"Authorization": f"Bearer {ALICE}"}).status_code == 200:
+                    return port, gateway
             except httpx.HTTPError:
                 pass
-            if self.gateway.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the gateway did not come up:\n{self.log()}")
+            if gateway.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the gateway did not come up:\n{log_path.read_text(errors='replace')}")
             time.sleep(0.2)
 
     def log(self) -> str:
@@ -159,6 +153,16 @@ def wait_job(client: openai.OpenAI, job_id: str, until: tuple[str, ...] = TERMIN
             return job
         time.sleep(0.5)
     raise AssertionError(f"job {job_id} never reached {until}")
+
+
+def job_record(stack: Stack, job_id: str):
+    """The job's record as stored in the jobs KV bucket (read with the core client, not the API)."""
+
+    async def go():
+        async with await Client.connect(NatsSettings(servers=[stack.nats.url])) as client:
+            return await client.job(job_id).status()
+
+    return asyncio.run(go())
 
 
 def upload(client: openai.OpenAI, name: str, data: bytes):
@@ -603,3 +607,29 @@ def test_pause_then_resume_a_running_job_trains_every_step_once(stack: Stack) ->
     steps = sorted(e.data["step"] for e in events if e.type == "metrics" and "reward_margin" in (e.data or {}))
     assert steps == list(range(1, 97)), steps  # every step trained once: none lost, none repeated
     assert any(e.message.startswith("Job paused") for e in events)
+
+
+def test_dpo_lora_setting_makes_every_dpo_job_lora(stack: Stack, tmp_path: Path) -> None:
+    """``--dpo-lora`` on a gateway: a DPO job made with the SDK (whose API has no LoRA field) is stored on NATS
+    with the operator's adapter, an SFT job without one. A second gateway on the stack's NATS; no training."""
+    from trl_nats.messages import LoraParams
+
+    log_path = tmp_path / "gateway-lora.log"
+    with open(log_path, "wb") as log:
+        port, gateway = stack.start_gateway(log, log_path, "--dpo-lora", '{"rank": 4, "alpha": 8, "merge": true}')
+        try:
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=ALICE, max_retries=0, timeout=60)
+            dpo = dpo_job(client, stack.model, upload(client, "lora.jsonl", dpo_lines(8, start=24)).id)
+            sft = client.fine_tuning.jobs.create(
+                model=stack.model, training_file=upload(client, "lora-sft.jsonl", sft_lines(8)).id,
+                method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}},
+            )  # fmt: skip
+            specs = {job.id: job_record(stack, job.id).spec for job in (dpo, sft)}
+            for job in (dpo, sft):
+                client.fine_tuning.jobs.cancel(job.id)
+        finally:
+            gateway.terminate()
+            gateway.wait(30)
+    assert specs[dpo.id].params.lora == LoraParams(rank=4, alpha=8.0, merge=True)
+    assert specs[sft.id].params.lora is None
+    assert wait_job(stack.client(), dpo.id).status == "cancelled"

@@ -1,6 +1,6 @@
-"""Pause and resume: the state machine's moves, a queued job paused and resumed, and a 2-rank DPO job
-paused mid-run, its GPUs freed, resumed on another agent with its own state dir, and completed with the
-per-step losses of an uninterrupted run."""
+"""Pause and resume: the state machine's moves, a queued job paused and resumed, and a 2-rank DPO job (full
+and LoRA) paused mid-run, its GPUs freed, resumed on another agent with its own state dir, and completed with
+the per-step losses of an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.processes import NOOP
+from support.processes import NOOP, agents_json
+from support.training import assert_adapter_loads, step_losses
 from support.waiting import agents_up, wait_for
 
 from trl_nats.client import Client
-from trl_nats.messages import JobRecord, JobSpec, JobState, MetricsEvent, Resources, StatusEvent, TrainingParams
+from trl_nats.messages import JobRecord, JobSpec, JobState, LoraParams, Resources, StatusEvent, TrainingParams
 from trl_nats.pausing import CannotPause
 from trl_nats.store import LEGAL, IllegalTransition
 
@@ -117,34 +118,31 @@ async def test_cancel_works_from_paused(settings):
 # -- a real DPO job, 2 CPU ranks -------------------------------------------------------
 
 
-def _spec(job_id: str, model: Path, dataset, steps: int) -> JobSpec:
+# LoRA: dropout on, so the resumed run must also restore the RNG state to reproduce the losses
+LORA = LoraParams(rank=8, alpha=16.0, dropout=0.05)
+
+
+def _spec(job_id: str, model: Path, dataset, steps: int, lora: LoraParams | None) -> JobSpec:
     return JobSpec(
         job_id=job_id,
         model=str(model),
         dataset=dataset,
         resources=Resources(gpus_per_node=2),
         params=TrainingParams(
-            max_steps=steps, per_device_batch_size=2, learning_rate=5e-4, max_length=128, save_steps=1000
+            max_steps=steps,
+            per_device_batch_size=2,
+            learning_rate=5e-3 if lora else 5e-4,
+            max_length=128,
+            save_steps=1000,
+            lora=lora,
         ),
         max_attempts=1,
     )
 
 
-async def _losses(client: Client, job_id: str) -> list[tuple[int, float]]:
-    events = [e async for e in client.job(job_id).events()]
-    return [(e.step, e.metrics["loss"]) for e in events if isinstance(e, MetricsEvent) and "loss" in e.metrics]
-
-
-def _agents_json(env: dict[str, str]) -> list[dict]:
-    out = subprocess.run(
-        [sys.executable, "-m", "trl_nats.cli", "agents", "--json"], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
-
-
+@pytest.mark.parametrize("lora", [None, LORA], ids=["full", "lora"])
 async def test_dpo_paused_mid_run_resumes_on_another_agent_with_the_same_losses(
-    settings, start_agent, tiny_model, env_for
+    settings, start_agent, tiny_model, env_for, lora
 ):
     # long enough that the pause (the record polled each second, then the next step boundary) lands mid-run
     # even when steps are quick: 48 rows, 4 per step, so 4 epochs (the same data order after resume is checked too)
@@ -154,10 +152,10 @@ async def test_dpo_paused_mid_run_resumes_on_another_agent_with_the_same_losses(
     try:
         rows = [json.loads(line) for line in SHIPPED.read_text().splitlines()[:48]]
         dataset = await client.upload_dataset(rows)
-        reference = await (await client.submit(_spec("uninterrupted", tiny_model, dataset, steps))).wait(timeout=900)
+        reference = await (await client.submit(_spec("uninterrupted", tiny_model, dataset, steps, lora))).wait(900)
         assert reference.state is S.completed, reference.error
 
-        job = await client.submit(_spec("paused", tiny_model, dataset, steps))
+        job = await client.submit(_spec("paused", tiny_model, dataset, steps, lora))
 
         async def training():
             r = await job.status()
@@ -182,7 +180,7 @@ async def test_dpo_paused_mid_run_resumes_on_another_agent_with_the_same_losses(
         env = env_for(PYTHONPATH=os.environ.get("PYTHONPATH", ""))
 
         async def freed():
-            a = [a for a in _agents_json(env) if a["agent_id"] == "first"]
+            a = [a for a in agents_json(env) if a["agent_id"] == "first"]
             return a and a[0]["free_gpus"] == [0, 1] and a[0]["running_jobs"] == []
 
         await wait_for(freed, "the paused job's GPUs to show free", 30)
@@ -199,7 +197,7 @@ async def test_dpo_paused_mid_run_resumes_on_another_agent_with_the_same_losses(
         assert record.allocation[0].agent == "second" and record.step == steps
         assert not (second.state_dir / "outputs" / "paused" / f"checkpoint-{ckpt.step - 1}").exists()
 
-        ours, theirs = await _losses(client, "paused"), await _losses(client, "uninterrupted")
+        ours, theirs = await step_losses(client, "paused"), await step_losses(client, "uninterrupted")
         assert [s for s, _ in ours] == list(range(1, steps + 1)), "each step's metrics event exactly once"
         assert [s for s, _ in theirs] == list(range(1, steps + 1))
         for (step, a), (_, b) in zip(ours, theirs, strict=True):
@@ -207,7 +205,9 @@ async def test_dpo_paused_mid_run_resumes_on_another_agent_with_the_same_losses(
 
         states = [e.state for e in [e async for e in job.events()] if isinstance(e, StatusEvent)]
         assert S.paused in states and states[-1] is S.completed
-        assert await asyncio.wait_for(client.pull("paused", "final", second.state_dir / "pulled"), 120)
+        pulled = await asyncio.wait_for(client.pull("paused", "final", second.state_dir / "pulled"), 120)
+        if lora is not None:  # the final artifact is the adapter, in PEFT format, and loads onto the base
+            assert_adapter_loads(pulled.path, tiny_model, rank=lora.rank)
     finally:
         await client.close()
 

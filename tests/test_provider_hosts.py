@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
-from support import model_dir, processes_matching
+from support import assert_loads, ended, poll_status, training_processes
 from trl_nats_provider.embedded import EmbeddedStack, shipped_dataset
 
 pytestmark = pytest.mark.integration
@@ -41,8 +40,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parent.parent
 HOSTS = ["llama-stack-0.6", "llama-stack-0.7", "ogx"]
 HOST_NAMES = {"llama-stack-0.6": "llama-stack 0.6.1", "llama-stack-0.7": "llama-stack 0.7.3", "ogx": "OGX 1.5"}
-TERMINAL = ("completed", "failed", "cancelled")
-WAIT_S = 600  # a hang guard only; jobs here take seconds
 BAD_INPUTS_DOC = REPO / "docs" / "llama-stack-bad-inputs.md"
 PT = "/v1alpha/post-training"
 
@@ -118,45 +115,7 @@ def status(http: httpx.Client, job_uuid: str) -> dict[str, Any]:
 
 
 def poll(http: httpx.Client, job_uuid: str, until, what: str) -> tuple[dict[str, Any], list[str]]:
-    seen: list[str] = []
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        st = status(http, job_uuid)
-        if not seen or seen[-1] != st["status"]:
-            seen.append(st["status"])
-        if until(st):
-            return st, seen
-        if st["status"] in TERMINAL:
-            raise AssertionError(f"{job_uuid} ended as {st['status']} while waiting for {what}: {st}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{job_uuid}: no {what} within {WAIT_S}s; last status {st}")
-        time.sleep(0.3)
-
-
-def ended(st: dict[str, Any]) -> bool:
-    return st["status"] in TERMINAL
-
-
-def training_processes(job_uuid: str) -> list[int]:
-    out = []
-    for pid in processes_matching(job_uuid):
-        try:
-            proc = psutil.Process(pid)
-            cmd = " ".join(proc.cmdline())
-            if proc.status() != psutil.STATUS_ZOMBIE and (
-                "torch.distributed.run" in cmd or "torchrun" in cmd or "trl_nats_agent.recipes" in cmd
-            ):
-                out.append(pid)
-        except psutil.Error:
-            continue
-    return out
-
-
-def assert_loads(path: str, nats_url: str, dest: Path) -> None:
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir(path, nats_url, dest))
-    assert sum(p.numel() for p in model.parameters()) > 0
+    return poll_status(lambda j: status(http, j), job_uuid, until, what)
 
 
 def message(resp: httpx.Response) -> str:

@@ -9,6 +9,7 @@ paths, so those three use the raw routes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -24,7 +25,16 @@ import llama_stack_client
 import psutil
 import pytest
 from llama_stack_client import LlamaStackClient
-from support import REPO, model_dir, processes_matching
+from support import (
+    REPO,
+    WAIT_S,
+    assert_loads,
+    ended,
+    model_dir,
+    poll_status,
+    processes_matching,
+    training_processes,
+)
 from trl_nats_provider.embedded import EmbeddedStack, shipped_dataset
 from trl_nats_provider.stack import SHIPPED_RUN_CONFIG, LlamaStackServer
 
@@ -33,9 +43,6 @@ from trl_nats.ports import free_port
 from trl_nats.settings import NatsSettings
 
 pytestmark = pytest.mark.integration
-
-TERMINAL = ("completed", "failed", "cancelled")
-WAIT_S = 600  # only so a broken build cannot hang CI forever; jobs here take seconds
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -95,43 +102,7 @@ def job_ids(client: LlamaStackClient) -> list[str]:
 
 
 def poll(client: LlamaStackClient, job_uuid: str, until, what: str) -> tuple[dict[str, Any], list[str]]:
-    """Poll status until ``until(status)``; returns it and every state seen, in order."""
-    seen: list[str] = []
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        st = status(client, job_uuid)
-        if not seen or seen[-1] != st["status"]:
-            seen.append(st["status"])
-        if until(st):
-            return st, seen
-        if st["status"] in TERMINAL:
-            raise AssertionError(f"{job_uuid} ended as {st['status']} while waiting for {what}: {st}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{job_uuid}: no {what} within {WAIT_S}s; last status {st}")
-        time.sleep(0.3)
-
-
-def until_ended(st: dict[str, Any]) -> bool:
-    return st["status"] in TERMINAL
-
-
-def training_processes(job_uuid: str) -> list[int]:
-    return [pid for pid in processes_matching(job_uuid) if _is_training(pid)]
-
-
-def _is_training(pid: int) -> bool:
-    try:
-        cmd = " ".join(psutil.Process(pid).cmdline())
-    except psutil.Error:
-        return False
-    return "torch.distributed.run" in cmd or "torchrun" in cmd or "trl_nats_agent.recipes" in cmd
-
-
-def assert_loads(path: str, nats_url: str, dest: Path) -> None:
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir(path, nats_url, dest))
-    assert sum(p.numel() for p in model.parameters()) > 0
+    return poll_status(lambda j: status(client, j), job_uuid, until, what)
 
 
 # -- the stack ------------------------------------------------------------------------------
@@ -168,7 +139,7 @@ def dpo_run(stack, client, tiny_model) -> dict[str, Any]:
     queued = status(client, "ls-dpo")
     again = preference_optimize(client, "ls-dpo", tiny_model, "prefs", steps=4)
     stack.start_agent()
-    final, seen = poll(client, "ls-dpo", until_ended, "the end")
+    final, seen = poll(client, "ls-dpo", ended, "the end")
     return {
         "job": job,
         "idle": idle,
@@ -192,7 +163,7 @@ def cancelled_run(client, agent, tiny_model) -> dict[str, Any]:
     )
     pids_before = training_processes("ls-long")
     cancel(client, "ls-long")
-    final, _ = poll(client, "ls-long", until_ended, "the cancel")
+    final, _ = poll(client, "ls-long", ended, "the cancel")
     deadline = time.monotonic() + 60
     while training_processes("ls-long") and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -323,7 +294,7 @@ def test_supervised_fine_tune_trains_to_completion(client, agent, tiny_model, lo
         **({"algorithm_config": algorithm} if algorithm else {}),
     )
     assert job.job_uuid == job_uuid
-    final, seen = poll(client, job_uuid, until_ended, "the end")
+    final, seen = poll(client, job_uuid, ended, "the end")
     assert final["status"] == "completed", final
     assert seen[-1] == "completed", seen
     arts = artifacts(client, job_uuid)
@@ -405,6 +376,33 @@ def test_walkthrough_runs_against_the_shipped_run_config(stack, client, agent, t
         other = LlamaStackClient(base_url=shipped.url, max_retries=0)
         assert set(job_ids(client)) <= set(job_ids(other))
     assert status(client, "ls-walkthrough")["status"] == "completed"
+
+
+def test_dpo_lora_setting_makes_every_preference_job_lora(stack, tiny_model, tmp_path):
+    """``TRL_NATS_DPO_LORA`` on the shipped run config: preference_optimize (which has no LoRA field) stores the
+    job on NATS with the operator's adapter. A second Llama Stack on the stack's NATS; the job is not trained."""
+    from trl_nats.messages import LoraParams
+
+    env = dict(
+        os.environ,
+        TRL_NATS_SERVERS=stack.nats_url,
+        TRL_NATS_STACK_DIR=str(tmp_path / "stack"),
+        TRL_NATS_DPO_LORA='{"rank": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}',
+    )
+    server = LlamaStackServer(SHIPPED_RUN_CONFIG, port=free_port(), log_path=tmp_path / "stack.log", env=env)
+    with server:
+        lora_client = LlamaStackClient(base_url=server.url, max_retries=0, timeout=120)
+        register(lora_client, "prefs-lora", rows_of("preferences.jsonl", 8))
+        preference_optimize(lora_client, "ls-dpo-lora", tiny_model, "prefs-lora", steps=2)
+        record = asyncio.run(_record(stack.nats_url, "ls-dpo-lora"))
+        cancel(lora_client, "ls-dpo-lora")
+        assert poll(lora_client, "ls-dpo-lora", ended, "the cancel")[0]["status"] == "cancelled"
+    assert record.spec.params.lora == LoraParams(rank=4, alpha=8.0, target_modules=["q_proj", "v_proj"])
+
+
+async def _record(nats_url: str, job_uuid: str):
+    async with await Client.connect(NatsSettings(servers=[nats_url])) as nats_client:
+        return await nats_client.job(job_uuid).status()
 
 
 def test_restarted_llama_stack_still_reads_both_jobs(stack, client, dpo_run, cancelled_run):

@@ -177,7 +177,9 @@ class Attempts:
         if problem is not None:
             raise BadJob(problem)
         if job.gang:  # every node from the one stored checkpoint all can fetch, or all from the start
-            resume = await pausing.gang_resume_point(self.store, self.checkpoints, job)
+            resume = await pausing.gang_resume_point(
+                self.store, self.checkpoints, job, agent_id=self.id, say=lambda line: self._log(job, line)
+            )
         else:
             resume = await self._resume_point(job)
         args = ["--spec", str(spec_path), "--output", str(job.output_dir), "--resume", resume]
@@ -214,7 +216,8 @@ class Attempts:
 
     def _log(self, job: RunningJob, line: str, level: str = "info") -> None:
         event = LogEvent(job_id=job.spec.job_id, attempt=job.attempt, level=level, line=line)
-        self.events.emit(job.spec, job.attempt, event, job)
+        # the claim's event numbers are the record owner's (the gang leader's): another node's would collide
+        self.events.emit(job.spec, job.attempt, event, job if job.owns_record else None)
 
     # -- while it runs -----------------------------------------------------------------
     async def keepalive(self, job: RunningJob) -> None:

@@ -8,13 +8,15 @@ exits 0. The agent stores that checkpoint like any other (it becomes the job's r
 attempt's outcome (``outcome.py``) is ``paused``: no owner, the message acked (a paused job is in no
 queue), the GPUs released, the attempt not counted as a failed one.
 
-Resuming a multi-node job: every node fetches the one stored checkpoint from the object store.
+Resuming a multi-node job: every node fetches the one stored checkpoint from the object store (or finds it in
+the shared checkpoint directory).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from trl_nats.artifacts.manifest import NATS_SCHEME
@@ -50,13 +52,28 @@ def drop_delivery(record: JobRecord) -> bool:
     return record.state is JobState.paused
 
 
-async def gang_resume_point(store: JobStore, checkpoints: CheckpointStore, job: RunningJob) -> str:
-    """``--resume`` on every node of a multi-node job: the record's latest checkpoint if it is in the object
-    store, which every node can fetch; else "never" (each node's local checkpoints are its own, so the nodes
-    could not agree on one). A node that cannot fetch it fails the attempt rather than start elsewhere."""
+async def gang_resume_point(
+    store: JobStore, checkpoints: CheckpointStore, job: RunningJob, *, agent_id: str, say: Callable[[str], None]
+) -> str:
+    """``--resume`` on every node of a multi-node job: the record's latest checkpoint if every node can fetch it
+    (the object store, or this agent's shared checkpoint directory); else "never" (a checkpoint on one node's
+    disk is that node's own, so the nodes could not agree on one). A node that cannot fetch it fails the attempt
+    rather than start elsewhere. Each node says on the job's events (``say``) where it starts: the recipe's own
+    line comes from rank 0 only, so without it nobody could tell where the other nodes started."""
     latest = (await store.get(job.spec.job_id)).latest_checkpoint
-    if latest is None or not (latest.location or "").startswith(NATS_SCHEME):
+    rank = job.gang.node_rank if job.gang else 0
+    if latest is None or not latest.location:
         return "never"
-    path = await checkpoints.fetch(latest.location or "", latest.sha256, job.output_dir, [])
-    log.info("job %s: node resumes from checkpoint %d (%s)", job.spec.job_id, latest.step, latest.location)
+    location = latest.location
+    shared = [checkpoints.root] if checkpoints.root is not None else []
+    if not location.startswith(NATS_SCHEME) and not any(Path(location).resolve().is_relative_to(r) for r in shared):
+        say(
+            f"node {rank} ({agent_id}) starts from step 0: checkpoint {latest.step} is at {location}, which not "
+            "every node can fetch (store checkpoints in NATS or a shared directory: --checkpoint-store)"
+        )
+        return "never"
+    path = await checkpoints.fetch(location, latest.sha256, job.output_dir, shared)
+    line = f"node {rank} ({agent_id}) resumes from checkpoint {latest.step} ({location})"
+    log.info("job %s: %s", job.spec.job_id, line)
+    say(line)
     return str(path)

@@ -25,7 +25,7 @@ from typing import Any
 from trl_nats.client import Client, JobAlreadyFinished
 from trl_nats.messages import DatasetRef, JobKind, JobRecord
 from trl_nats.store import JobNotFound
-from trl_nats_provider import mapping, rows
+from trl_nats_provider import dpo_lora, mapping, rows
 from trl_nats_provider.config import TrlNatsPostTrainingConfig
 from trl_nats_provider.errors import (
     InvalidTrainingRequest,
@@ -98,6 +98,7 @@ class TrlNatsPostTrainingAdapter:
         mapping.job_id(request.job_uuid)
         mapping.check_extras(request.hyperparam_search_config)
         params = mapping.dpo_params(request.algorithm_config, request.training_config)
+        params = dpo_lora.apply(JobKind.dpo, params, self.config.dpo_lora_params)
         return await self._submit(
             request.job_uuid,
             JobKind.dpo,

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel, Field, field_validator
 
+from trl_nats.messages import LoraParams
 from trl_nats.settings import NatsSettings
 from trl_nats.subjects import DEFAULT_PREFIX, Names
+from trl_nats_provider import dpo_lora
 
 DEFAULT_SERVERS = "nats://127.0.0.1:4222"
 
@@ -56,6 +59,11 @@ class TrlNatsPostTrainingConfig(BaseModel):
     max_rows: int = Field(
         default=1_000_000, ge=1, description="Largest dataset (rows) a request may send through Llama Stack"
     )
+    dpo_lora: dict[str, Any] | None = Field(
+        default=None,
+        description="Train every DPO job as LoRA (the API has no LoRA field for DPO): true for the default "
+        'adapter, or a JSON object of LoRA fields, e.g. {"rank": 16, "alpha": 32}; unset or false: full DPO',
+    )
 
     @field_validator("servers", mode="before")
     @classmethod
@@ -90,6 +98,16 @@ class TrlNatsPostTrainingConfig(BaseModel):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("dpo_lora", mode="before")
+    @classmethod
+    def _read_dpo_lora(cls, value: Any) -> Any:
+        lora = dpo_lora.parse(value)  # DpoLoraSettingError is a ValueError: pydantic reports its sentence
+        return None if lora is None else msgspec.to_builtins(lora)
+
+    @property
+    def dpo_lora_params(self) -> LoraParams | None:
+        return dpo_lora.parse(self.dpo_lora)
 
     def nats_settings(self) -> NatsSettings:
         return NatsSettings(
@@ -126,4 +144,5 @@ class TrlNatsPostTrainingConfig(BaseModel):
             "gpu_type": "${env.TRL_NATS_GPU_TYPE:=}",
             "output_dir": "${env.TRL_NATS_OUTPUT_DIR:=}",
             "default_model": "${env.TRL_NATS_DEFAULT_MODEL:=}",
+            "dpo_lora": "${env." + dpo_lora.ENV + ":=}",
         }

@@ -3,14 +3,13 @@ settings, a child-process environment that reaches it, agents, and one tiny mode
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from support.models import build_tiny_model
 from support.paths import SHIPPED
-from support.processes import AgentProcess
+from support.processes import AgentProcess, child_env
 from trl_nats.server import EmbeddedNats
 from trl_nats.settings import NatsSettings
 
@@ -35,16 +34,7 @@ def env_for(settings: NatsSettings):
     """Environment for a child process (agent, CLI) that talks to the test's nats-server."""
 
     def make(**extra: str) -> dict[str, str]:
-        env = dict(os.environ)
-        env["TRL_NATS_SERVERS"] = ",".join(settings.servers)
-        env["TRL_NATS_PREFIX"] = settings.prefix
-        env["TRL_NATS_AGENT_TTL_S"] = str(settings.agent_ttl_s)
-        env["TRL_NATS_ACK_WAIT_S"] = str(settings.ack_wait_s)
-        env["TRL_NATS_MAX_DELIVER"] = str(settings.max_deliver)
-        env["TRL_NATS_REPLICAS"] = str(settings.replicas)
-        env["PYTHONUNBUFFERED"] = "1"
-        env.update(extra)
-        return env
+        return child_env(settings, **extra)
 
     return make
 

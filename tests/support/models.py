@@ -41,3 +41,11 @@ def model_dir(location: str, nats_url: str, dest: Path) -> str:
             return (await client.pull(job_id, name, dest)).path
 
     return str(asyncio.run(pull()))
+
+
+def assert_loads(location: str, nats_url: str, dest: Path) -> None:
+    """The model a Llama Stack answer names loads with ``transformers`` and has weights."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir(location, nats_url, dest))
+    assert sum(p.numel() for p in model.parameters()) > 0

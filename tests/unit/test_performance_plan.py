@@ -85,3 +85,24 @@ def test_fsdp2_keeps_gathered_weights_only_on_one_gpu_node_with_room():
     assert cpu.reshard_after_forward.on
     tight = _plan(params, world_size=8, local_world_size=8, fsdp=True, device_memory=6 * GIB)
     assert tight.reshard_after_forward.on
+
+
+def test_lora_counts_no_reference_copy_and_trains_only_the_adapter():
+    """LoRA DPO: the base weights once (frozen), the adapter's weights, gradients and Adam states in float32,
+    and no reference model: it is the base with the adapter switched off, whether or not it is precomputed."""
+    # rank 16 on every linear layer of the baseline (intermediate size 7168): 16 x (4 x 4096 + 3 x 9216) per layer
+    adapter = 16 * 16 * (4 * (2048 + 2048) + 3 * (2048 + 7168))
+    common = dict(batch_pairs=8, max_length=512, weight_bytes=2, activation_bytes=2, shards=1, live_reference=True)
+    full = estimate_memory(BASELINE_SHAPE, **common)
+    lora = estimate_memory(BASELINE_SHAPE, adapter_params=adapter, **common)
+    assert full.reference == BASELINE_SHAPE.params * 2 and full.states == BASELINE_SHAPE.params * 2 * 4
+    assert lora.reference == 0
+    assert lora.states == BASELINE_SHAPE.params * 2 + adapter * 4 * 4
+    assert lora.activations == full.activations  # the backward still runs through every layer
+    sharded = estimate_memory(BASELINE_SHAPE, adapter_params=adapter, **{**common, "shards": 4})
+    assert sharded.states == lora.states // 4 and sharded.reference == 0
+    # where full DPO must checkpoint activations, LoRA DPO on the same GPU does not have to
+    params = TrainingParams(per_device_batch_size=4, max_length=520, precompute_ref=False)
+    assert _plan(params, device_memory=16 * GIB).activation_checkpointing.on
+    fits = _plan(params, device_memory=16 * GIB, adapter_params=adapter).activation_checkpointing
+    assert not fits.on and "fits" in fits.reason, fits.reason

@@ -53,6 +53,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--api-keys-file", help="bearer API keys, one a line, 'name:key' to name a namespace")
     s.add_argument("--gpus", type=int, default=1, help="GPUs per node each job asks for")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a training parameter for every job")
+    s.add_argument(
+        "--dpo-lora", metavar="VALUE", help="train every DPO job as LoRA: true, or a JSON object of LoRA fields"
+    )
     s.add_argument("--embedded", action="store_true", help="also run a nats-server and one agent here (trl-nats up)")
     s.add_argument("--state-dir", default=".state/serve", help="with --embedded: NATS store and agent state")
     s.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="with --embedded: the agent's")
@@ -77,6 +80,8 @@ def gateway_command(args: argparse.Namespace) -> list[str]:
         cmd += ["--api-keys-file", args.api_keys_file]
     for pair in args.set:
         cmd += ["--set", pair]
+    if args.dpo_lora:
+        cmd += ["--dpo-lora", args.dpo_lora]
     return cmd
 
 

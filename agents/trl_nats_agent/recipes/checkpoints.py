@@ -11,9 +11,12 @@ when the spec's ``lora.merge`` asks for it, else ``final`` is the adapter itself
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import torch.distributed as dist
 
 from .contract import CHECKPOINT_DIR_RE, COMPLETE_MARKER, FINAL_DIR
 from .events import EventEmitter
@@ -35,6 +38,23 @@ def latest_complete_checkpoint(output_dir: Path) -> Path | None:
         if match and (child / COMPLETE_MARKER).is_file() and (best is None or int(match[1]) > best[0]):
             best = (int(match[1]), child)
     return best[1] if best else None
+
+
+def gather_rank_states(checkpoint: Path, world_size: int, rank: int) -> None:
+    """All ranks call, after every rank saved ``checkpoint``: in a job over several nodes, each rank on another
+    node than rank 0 sends the RNG state it wrote (``rng_state_<rank>.pth``, on its own node's disk) to rank 0,
+    which adds it to its copy, the one the agent stores. A node that resumes with nothing on its disk then
+    restores its ranks' RNG (dropout masks) as a node that kept its files does."""
+    if not dist.is_initialized() or world_size <= int(os.environ.get("LOCAL_WORLD_SIZE", world_size)):
+        return  # one node: every rank wrote into the checkpoint rank 0 hands over
+    name = f"rng_state_{rank}.pth"  # the Trainer's name for a rank's RNG state in a distributed run
+    mine = checkpoint / name
+    sent = (name, mine.read_bytes()) if os.environ.get("GROUP_RANK", "0") != "0" and mine.is_file() else None
+    received: list | None = [None] * world_size if rank == 0 else None
+    dist.gather_object(sent, received, dst=0)
+    for item in received or []:
+        if item is not None:
+            (checkpoint / item[0]).write_bytes(item[1])
 
 
 def resume_checkpoint(resume: str | None, output_dir: Path, events: EventEmitter) -> str | None:

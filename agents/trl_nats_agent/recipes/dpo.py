@@ -203,7 +203,7 @@ class DPORecipe:
         run = self.run = run_setup.prepare(self.args, JobKind.dpo, self.events, what="preference pairs")
         params = run.spec.params
         lora = params.lora is not None
-        plan = run_setup.plan(run, uses_reference=True, trainable=not lora)
+        plan = run_setup.plan(run, uses_reference=True)
         packed = packing.choose(params.padding_free, run.model)
         self.events.log(f"performance: {packed.line('padding-free batches')}")
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trl_nats.messages import JobSpec
+from trl_nats.messages import JobSpec, LoraParams
 
 from .contract import ALLOW_REMOTE_CODE_ENV
 from .runtime import Precision, RecipeError
@@ -119,6 +119,30 @@ def context_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -
     return min(known) if known else None
 
 
+def _lora_targets(lora: LoraParams) -> str | list[str]:
+    modules = lora.target_modules or ALL_LINEAR
+    return ALL_LINEAR if modules == [ALL_LINEAR] else modules
+
+
+def lora_parameter_count(model: PreTrainedModel, lora: LoraParams) -> int:
+    """The parameters the adapter of ``lora`` adds to ``model``, before peft builds it (for the memory estimate).
+
+    peft's matching: "all-linear" is every ``nn.Linear`` but the output head; a list names modules by their full
+    name or its last dotted parts. Each targeted linear layer gets A (rank x in) and B (out x rank).
+    """
+    import torch
+
+    targets = _lora_targets(lora)
+    head = model.get_output_embeddings()
+    total = 0
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or module is head:
+            continue
+        if targets == ALL_LINEAR or any(name == t or name.endswith("." + t) for t in targets):
+            total += lora.rank * (module.in_features + module.out_features)
+    return total
+
+
 def lora_config(spec: JobSpec) -> Any:
     """peft's LoraConfig for ``params.lora``; target modules None or ["all-linear"] mean every linear layer."""
     try:
@@ -129,13 +153,10 @@ def lora_config(spec: JobSpec) -> Any:
         ) from None
     lora = spec.params.lora
     assert lora is not None
-    modules: Any = lora.target_modules or ALL_LINEAR
-    if isinstance(modules, list) and modules == [ALL_LINEAR]:
-        modules = ALL_LINEAR
     return LoraConfig(
         r=lora.rank,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=modules,
+        target_modules=_lora_targets(lora),
         task_type="CAUSAL_LM",
     )

@@ -40,6 +40,9 @@ MEMORY_BUDGET = 0.85
 PRECOMPUTE_MIN_COVERAGE = 0.5
 # The length the estimate assumes when neither the spec nor the data decided one.
 DEFAULT_MAX_LENGTH = 1024
+# peft keeps a LoRA adapter in float32 whatever the base model's dtype (``autocast_adapter_dtype``): its
+# weights, gradients and Adam's two states take 4 bytes each.
+ADAPTER_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class MemoryEstimate:
     """Peak bytes one rank needs, split the way the decisions use it."""
 
     states: int  # weights, gradients and optimizer states of the policy (this rank's shard)
-    reference: int  # a live reference model's weights (this rank's shard); 0 when precomputed
+    reference: int  # a live reference model's weights (this rank's shard); 0 when precomputed or with LoRA
     activations: int  # kept for the backward pass, no checkpointing
     activations_checkpointed: int  # with checkpointing: each layer's input plus one layer recomputed
     unsharded_params: int  # what FSDP2 holds extra if it keeps all-gathered weights until the backward
@@ -95,17 +98,24 @@ def estimate_memory(
     activation_bytes: int,
     shards: int,
     live_reference: bool,
-    trainable: bool = True,
+    adapter_params: int | None = None,
     liger: bool = False,
 ) -> MemoryEstimate:
     """Training memory of one rank: a DPO micro-batch is 2 x batch_pairs sequences (chosen and rejected).
 
     ``weight_bytes`` is the dtype the weights are held in (gradients and Adam's two states follow it, as in
     TRL with a bf16-loaded model); ``activation_bytes`` the dtype the forward computes in.
+    ``adapter_params``: None for a full fine-tune; for LoRA the adapter's parameter count. Then only the
+    adapter has gradients and optimizer states (float32, as peft keeps it), the base weights are frozen, and
+    the reference is the base with the adapter switched off: no reference copy, live or not.
     """
     n = shape.params
-    states = n * weight_bytes * (4 if trainable else 1) // shards
-    reference = n * weight_bytes // shards if live_reference else 0
+    if adapter_params is None:
+        states = n * weight_bytes * 4 // shards
+        reference = n * weight_bytes // shards if live_reference else 0
+    else:
+        states = (n * weight_bytes + adapter_params * ADAPTER_BYTES * 4) // shards
+        reference = 0
     tokens = 2 * batch_pairs * max_length
     if shape.layers and shape.hidden:
         per_layer = tokens * shape.hidden * ACTIVATION_BYTES_PER_HIDDEN * activation_bytes // 2
@@ -154,13 +164,14 @@ def plan_performance(
     device_memory: int | None,
     liger_supported: bool,
     uses_reference: bool,
-    trainable: bool = True,
+    adapter_params: int | None = None,
     max_length: int | None = None,
 ) -> PerformancePlan:
     """Decide every performance setting the spec leaves to the recipe; an explicit spec value always wins.
 
     ``uses_reference``: DPO with a reference that is the initial policy (SFT passes False).
-    ``trainable``: False when only a small adapter trains (LoRA): no gradients or optimizer states to count.
+    ``adapter_params``: None for a full fine-tune, else the LoRA adapter's parameter count (see
+    :func:`estimate_memory`).
     ``max_length``: the sequence length the run uses (default: the spec's).
     """
     liger = _liger_choice(params.liger, device, liger_supported, shape.model_type)
@@ -175,7 +186,7 @@ def plan_performance(
         activation_bytes=activation_bytes,
         shards=shards,
         live_reference=uses_reference and not precompute.on,
-        trainable=trainable,
+        adapter_params=adapter_params,
         liger=liger.on,
     )
     budget = int(device_memory * MEMORY_BUDGET) if device_memory else None

@@ -101,7 +101,7 @@ def prepare(args: RecipeArgs, kind: JobKind, events: EventEmitter, *, what: str)
     )
 
 
-def plan(setup: RunSetup, *, uses_reference: bool, trainable: bool) -> PerformancePlan:
-    """Decide and log the performance plan; kept on the setup for the config."""
-    setup.plan = trainer.plan_performance(setup, uses_reference=uses_reference, trainable=trainable)
+def plan(setup: RunSetup, *, uses_reference: bool) -> PerformancePlan:
+    """Decide and log the performance plan (LoRA, from ``spec.params.lora``, counted in); kept on the setup."""
+    setup.plan = trainer.plan_performance(setup, uses_reference=uses_reference)
     return setup.plan

@@ -53,7 +53,7 @@ class SFTRecipe:
     def setup(self) -> None:
         run = self.run = run_setup.prepare(self.args, JobKind.sft, self.events, what="examples")
         params = run.spec.params
-        run_setup.plan(run, uses_reference=False, trainable=params.lora is None)
+        run_setup.plan(run, uses_reference=False)
         self.events.log(f"data: sequences up to {run.budget.describe()}")
         try:
             config = SFTConfig(

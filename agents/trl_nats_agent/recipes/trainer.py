@@ -22,7 +22,8 @@ from transformers import TrainerCallback
 
 from trl_nats.messages import TrainingParams
 
-from . import performance
+from . import modeling, performance
+from .checkpoints import gather_rank_states
 from .contract import COMPLETE_MARKER, checkpoint_dir_name
 from .events import EventEmitter
 from .performance import ModelShape, PerformancePlan
@@ -120,10 +121,11 @@ def config_kwargs(setup: RunSetup) -> dict[str, Any]:
     return kwargs
 
 
-def plan_performance(setup: RunSetup, *, uses_reference: bool, trainable: bool) -> PerformancePlan:
+def plan_performance(setup: RunSetup, *, uses_reference: bool) -> PerformancePlan:
     """Decide the performance settings the spec leaves open, for this model on this node; log each and why."""
     spec, model, precision, dist_info = setup.spec, setup.model, setup.precision, setup.dist
     shape = ModelShape.of(model)
+    adapter = modeling.lora_parameter_count(model, spec.params.lora) if spec.params.lora else None
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", dist_info.world_size))
     rows = setup.train.count
     plan = performance.plan_performance(
@@ -140,7 +142,7 @@ def plan_performance(setup: RunSetup, *, uses_reference: bool, trainable: bool) 
         device_memory=performance.device_memory_bytes(setup.device, dist_info.local_rank, local_world),
         liger_supported=setup.device == "cuda" and performance.liger_supports(shape.model_type),
         uses_reference=uses_reference,
-        trainable=trainable,
+        adapter_params=adapter,
         max_length=setup.planned_length,
     )
     attention = getattr(model.config, "_attn_implementation", None) or "default"
@@ -221,6 +223,7 @@ class EventsCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / checkpoint_dir_name(state.global_step)
         barrier()  # every rank has written its shard of optimizer and RNG state
+        gather_rank_states(path, self.dist_info.world_size, self.dist_info.rank)  # other nodes' RNG joins rank 0's
         if self.dist_info.is_main:
             marker = {"step": state.global_step, "epoch": state.epoch, "time": time.time()}
             (path / COMPLETE_MARKER).write_text(json.dumps(marker))

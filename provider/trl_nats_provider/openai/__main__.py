@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from trl_nats.settings import add_connection_args, settings_from_args
+from trl_nats_provider import dpo_lora
 from trl_nats_provider.openai.keys import ENV, KeyConfigError, KeyRing, is_loopback
 from trl_nats_provider.openai.service import GatewayConfig
 
@@ -37,6 +39,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="a training parameter every job gets that the API cannot name, e.g. max_length=1024",
     )
+    p.add_argument(
+        "--dpo-lora",
+        default=os.environ.get(dpo_lora.ENV),
+        metavar="VALUE",
+        help="train every DPO job as LoRA: true (default adapter) or a JSON object of LoRA fields, e.g. "
+        f"'{{\"rank\": 16}}' (also {dpo_lora.ENV}; default: full DPO)",
+    )
     p.add_argument("--log-level", default="INFO")
     add_connection_args(p)
     return p.parse_args(argv)
@@ -60,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         keys = KeyRing.load(args.api_keys_file)
-    except KeyConfigError as exc:
+        lora = dpo_lora.parse(args.dpo_lora)
+    except (KeyConfigError, dpo_lora.DpoLoraSettingError) as exc:
         sys.exit(f"trl-nats serve: {exc}")
     if keys.open and not is_loopback(args.host) and args.host != "localhost":
         sys.exit(
@@ -78,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         max_attempts=args.max_attempts,
         max_file_bytes=int(args.max_file_mib * 1024 * 1024),
         params=_params(args.set),
+        dpo_lora=lora,
     )
     settings = settings_from_args(args, name="trl-nats-openai")
     app = create_app(settings, keys, config)

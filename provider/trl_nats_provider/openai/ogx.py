@@ -131,7 +131,11 @@ class OgxFineTuning:
                     ) from None
                 c = self.config
                 settings = GatewayConfig(
-                    nodes=c.nodes, gpus_per_node=c.gpus_per_node, gpu_type=c.gpu_type, max_attempts=c.max_attempts
+                    nodes=c.nodes,
+                    gpus_per_node=c.gpus_per_node,
+                    gpu_type=c.gpu_type,
+                    max_attempts=c.max_attempts,
+                    dpo_lora=c.dpo_lora_params,
                 )
                 self._gateway = Gateway(client, OgxFiles(self.files, client), settings)
             return self._gateway

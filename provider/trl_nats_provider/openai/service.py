@@ -24,6 +24,7 @@ from trl_nats.messages import (
     JobKind,
     JobRecord,
     JobSpec,
+    LoraParams,
     Resources,
     TrainingParams,
     decode,
@@ -32,6 +33,7 @@ from trl_nats.messages import (
 )
 from trl_nats.pausing import CannotPause
 from trl_nats.store import JobNotFound
+from trl_nats_provider import dpo_lora
 from trl_nats_provider.openai import objects
 from trl_nats_provider.openai.errors import APIError, bad_request, conflict, not_found, unavailable
 from trl_nats_provider.openai.files import METHOD_OF, FileRecord, FileStore
@@ -56,6 +58,8 @@ class GatewayConfig:
     max_file_bytes: int = 512 * 1024 * 1024
     # operator defaults for TrainingParams fields the API has no name for (e.g. max_length)
     params: dict[str, Any] = field(default_factory=dict)
+    # the adapter every DPO job trains (``dpo_lora``); None: full-parameter DPO
+    dpo_lora: LoraParams | None = None
 
     @property
     def resources(self) -> Resources:
@@ -121,6 +125,7 @@ class Gateway:
             params = msgspec.convert(values, TrainingParams)
         except msgspec.ValidationError as exc:
             raise bad_request(f"the hyperparameters cannot be trained with: {exc}.", "method") from None
+        params = dpo_lora.apply(req.kind, params, self.config.dpo_lora)
         labels = {
             "submitted_via": "openai",
             objects.NAMESPACE: namespace,
