@@ -4,8 +4,10 @@ TRL's DPOTrainer turns ``padding_free`` off (FACTS.md), so a padded DPO batch pa
 shortest sequences carry: with real, length-skewed preference data, most of the batch. Here the padded
 batch TRL's collator builds (chosen and rejected, prompt included, right-padded) is unpadded inside the
 model call: the real tokens of all sequences go into one row, positions restart at 0 for each sequence,
-and ``attention_mask`` is left out so transformers derives the per-sequence causal mask from the restarting
-positions (block-diagonal SDPA/flex mask on CPU, FlashAttention varlen on CUDA). The labels are shifted
+and ``attention_mask`` is left out. Attention stays within each sequence: an ``sdpa`` model runs one causal
+SDPA call per sequence (``attention``: no row-by-row mask, attention costs the sum of squared lengths);
+FlashAttention runs the row as varlen from the restarting positions, and ``eager``/``flex_attention`` get
+the block-diagonal mask transformers derives from them. The labels are shifted
 within each sequence, TRL's fused LM head scores the packed row, and every per-token output is scattered
 back to the padded layout, so TRL's DPO loss, metrics and reference log-probs (live or precomputed) run
 unchanged on the same numbers.
@@ -36,14 +38,15 @@ PACKABLE_ATTENTION = frozenset(
 
 def choose(requested: bool | None, model: Any) -> Choice:
     model_type = str(getattr(model.config, "model_type", ""))
-    attention = str(getattr(model.config, "_attn_implementation", None) or "sdpa")
+    kernel = str(getattr(model.config, "_attn_implementation", None) or "sdpa")
     if requested is not None:
         return Choice(requested, "set in the job spec" + ("" if requested else ": length-grouped batches instead"))
-    if attention not in PACKABLE_ATTENTION:
-        return Choice(False, f"attention {attention} cannot confine attention to each sequence: length-grouped batches")
+    if kernel not in PACKABLE_ATTENTION:
+        return Choice(False, f"attention {kernel} cannot confine attention to each sequence: length-grouped batches")
     if model_type not in SHOWN_CORRECT:
         return Choice(False, f"not yet shown correct for model type {model_type!r}: length-grouped batches")
-    return Choice(True, f"shown correct for {model_type} with {attention} attention: no padding computed")
+    per_sequence = ", each sequence attended on its own" if kernel in (attention.BASE, attention.NAME) else ""
+    return Choice(True, f"shown correct for {model_type} with {kernel} attention: no padding computed{per_sequence}")
 
 
 def pack_padded(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
