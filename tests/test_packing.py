@@ -211,3 +211,36 @@ def test_packed_calls_attend_per_sequence_and_other_calls_stay_sdpa(tiny_model: 
     assert torch.equal(logits, plain_logits)
     model.save_pretrained(tmp_path / "saved")
     assert attention.NAME not in (tmp_path / "saved" / "config.json").read_text()
+
+
+def test_packed_attention_under_activation_checkpointing_equals_the_padded_path(
+    tiny_model: Path, tmp_path: Path, monkeypatch
+):
+    """With activation checkpointing the layers run again in the backward pass, outside the packed call: they
+    must still attend per sequence (the boundaries travel with the layer's arguments), not over the whole row."""
+    from transformers import AttentionInterface
+    from trl_nats_agent.recipes import attention, packing
+
+    trainer = _trainer(tiny_model, tmp_path, "sigmoid")
+    trainer.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    padded = _loss_and_grads(trainer, batch)
+
+    packing.install(trainer.model)
+    packing.install(trainer.ref_model)
+    calls = []
+    real_forward = attention.varlen_sdpa_forward
+
+    def spy_forward(module, query, *args, cu_seq_lens_q=None, **kwargs):
+        calls.append(cu_seq_lens_q is not None)
+        return real_forward(module, query, *args, cu_seq_lens_q=cu_seq_lens_q, **kwargs)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, attention.NAME, spy_forward)
+    packed = _loss_and_grads(trainer, batch)
+
+    layers = trainer.model.config.num_hidden_layers
+    assert calls == [True] * (3 * layers), calls  # reference, policy, and the policy's layers again in backward
+    assert abs(padded[0] - packed[0]) < TOLERANCE, (padded[0], packed[0])
+    assert padded[1].keys() == packed[1].keys() and padded[1]
+    worst = max(float((padded[1][k] - packed[1][k]).abs().max()) for k in padded[1])
+    assert worst < TOLERANCE, worst
