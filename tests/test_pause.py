@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.pausing import pause_mid_run
 from support.processes import NOOP, agents_json
 from support.training import assert_adapter_loads, step_losses
 from support.waiting import agents_up, wait_for
@@ -157,24 +158,8 @@ async def test_dpo_paused_mid_run_resumes_on_another_agent_with_the_same_losses(
 
         job = await client.submit(_spec("paused", tiny_model, dataset, steps, lora))
 
-        async def training():
-            r = await job.status()
-            return r if r.step >= 2 else None
-
-        await wait_for(training, "the job to train a couple of steps", 600)
-        pausing = await job.pause()
-        assert pausing.state in (S.pausing, S.paused)
-
-        async def paused():
-            r = await job.status()
-            assert r.state in (S.pausing, S.paused), f"the job ended as {r.state.value} before pausing: {r.error}"
-            return r if r.state is S.paused else None
-
-        record = await wait_for(paused, "the job to pause", 300)
+        record = await pause_mid_run(job, steps)
         ckpt = record.latest_checkpoint
-        assert ckpt is not None and ckpt.location == f"nats://trl_artifacts/paused/checkpoint-{ckpt.step}"
-        assert 0 < ckpt.step < steps and record.step == ckpt.step and record.owner is None
-        assert record.attempt == 0, "a pause is not a failed attempt"
 
         # the GPUs are free again, as `trl-nats agents` shows, and the agent runs nothing
         env = env_for(PYTHONPATH=os.environ.get("PYTHONPATH", ""))

@@ -74,15 +74,16 @@ async def pause_mid_run(job: Job, steps: int = STEPS) -> JobRecord:
         r = await job.status()
         return r if r.step >= 2 else None
 
-    await wait_for(training, "the gang to train a couple of steps", 600)
-    await job.pause()
+    await wait_for(training, "the job to train a couple of steps", 600)
+    pausing = await job.pause()
+    assert pausing.state in (JobState.pausing, JobState.paused), pausing
 
     async def paused():
         r = await job.status()
         assert r.state in (JobState.pausing, JobState.paused), f"ended as {r.state.value} before pausing: {r.error}"
         return r if r.state is JobState.paused else None
 
-    record = await wait_for(paused, "the gang to pause", 300)
+    record = await wait_for(paused, "the job to pause", 300)
     ckpt = record.latest_checkpoint
     assert ckpt is not None and ckpt.location == f"nats://trl_artifacts/{job.id}/checkpoint-{ckpt.step}", record
     assert 0 < ckpt.step < steps and record.step == ckpt.step, f"the pause did not land mid-run: {record}"
