@@ -42,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from wordlevel import save_word_tokenizer  # benchmarks/ is on the path when a script runs
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SIDES = ("full", "lora")
@@ -61,21 +63,13 @@ GIB = 1 << 30
 def build_inputs(work: Path, size: str) -> int:
     """The random-init model, a word-level tokenizer (one word = one token) and fixed-length rows; parameters."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    words = [f"w{i}" for i in range(VOCAB - 4)]
-    vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>"] + words)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
     model_dir = work / "model"
-    hf_tok.save_pretrained(model_dir)
+    words, vocab_size = save_word_tokenizer(model_dir, VOCAB - 4)
     hidden, layers, mlp, heads = SIZES[size]
     cfg = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=512, tie_word_embeddings=False,
     )  # fmt: skip
     cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = 0, 1, 2

@@ -51,6 +51,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from wordlevel import save_word_tokenizer  # benchmarks/ is on the path when a script runs
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 VARIANTS = ("trl_defaults", "padded", "grouped", "padding_free")
@@ -66,23 +68,15 @@ def lognormal_words(rng: random.Random, median: float, sigma: float, low: int, h
 
 def build_inputs(work: Path, small: bool, n_rows: int) -> tuple[Path, Path, int, dict]:
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     vocab_size = 8192
     rng = random.Random(0)
-    words = [f"w{i}" for i in range(vocab_size - 8)]
-    vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>"] + words)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
     model_dir = work / "model"
-    hf_tok.save_pretrained(model_dir)
+    words, vocab_size = save_word_tokenizer(model_dir, vocab_size - 8)
     hidden, layers, mlp = (128, 2, 256) if small else (512, 6, 1024)
     cfg = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
         num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=2048, tie_word_embeddings=False,
     )  # fmt: skip
     cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = 0, 1, 2

@@ -44,6 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from wordlevel import save_word_tokenizer  # benchmarks/ is on the path when a script runs
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 GIB = 1 << 30
@@ -79,24 +81,16 @@ class Shape:
 def build_inputs(work: Path, shape: Shape) -> tuple[Path, Path, int]:
     """Write the model+tokenizer directory and the rows; return (model dir, rows.jsonl, parameters)."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     rng = random.Random(0)
-    words = [f"w{i}" for i in range(shape.vocab - 8)]
-    vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>"] + words)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
     model_dir = work / "model"
-    hf_tok.save_pretrained(model_dir)
+    words, vocab_size = save_word_tokenizer(model_dir, shape.vocab - 8)
     if shape.tiny:
-        cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                           num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024)  # fmt: skip
     else:
-        cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+        cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
                           num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=2048)  # fmt: skip
     cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = 0, 1, 2
     torch.manual_seed(0)
