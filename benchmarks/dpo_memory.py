@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wordlevel import save_word_tokenizer  # benchmarks/ is on the path when a script runs
+from random_llama import save_random_llama, save_word_tokenizer  # benchmarks/ is on the path when a script runs
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -62,21 +62,13 @@ GIB = 1 << 30
 
 def build_inputs(work: Path, size: str) -> int:
     """The random-init model, a word-level tokenizer (one word = one token) and fixed-length rows; parameters."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     model_dir = work / "model"
     words, vocab_size = save_word_tokenizer(model_dir, VOCAB - 4)
     hidden, layers, mlp, heads = SIZES[size]
-    cfg = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
+    params = save_random_llama(
+        model_dir, vocab_size=vocab_size, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=512, tie_word_embeddings=False,
     )  # fmt: skip
-    cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = 0, 1, 2
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg)
-    params = sum(p.numel() for p in model.parameters())
-    model.save_pretrained(model_dir)
 
     rng = random.Random(0)
 

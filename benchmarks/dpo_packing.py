@@ -51,7 +51,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wordlevel import save_word_tokenizer  # benchmarks/ is on the path when a script runs
+from random_llama import save_random_llama, save_word_tokenizer  # benchmarks/ is on the path when a script runs
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -67,23 +67,14 @@ def lognormal_words(rng: random.Random, median: float, sigma: float, low: int, h
 
 
 def build_inputs(work: Path, small: bool, n_rows: int) -> tuple[Path, Path, int, dict]:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    vocab_size = 8192
     rng = random.Random(0)
     model_dir = work / "model"
-    words, vocab_size = save_word_tokenizer(model_dir, vocab_size - 8)
+    words, vocab_size = save_word_tokenizer(model_dir, 8192 - 8)
     hidden, layers, mlp = (128, 2, 256) if small else (512, 6, 1024)
-    cfg = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
+    params = save_random_llama(
+        model_dir, vocab_size=vocab_size, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
         num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=2048, tie_word_embeddings=False,
     )  # fmt: skip
-    cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = 0, 1, 2
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg)
-    params = sum(p.numel() for p in model.parameters())
-    model.save_pretrained(model_dir)
 
     def text(n: int) -> str:
         return " ".join(rng.choice(words) for _ in range(n))

@@ -44,7 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wordlevel import save_word_tokenizer  # benchmarks/ is on the path when a script runs
+from random_llama import save_random_llama, save_word_tokenizer  # benchmarks/ is on the path when a script runs
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -81,24 +81,18 @@ class Shape:
 def build_inputs(work: Path, shape: Shape) -> tuple[Path, Path, int]:
     """Write the model+tokenizer directory and the rows; return (model dir, rows.jsonl, parameters)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     rng = random.Random(0)
     model_dir = work / "model"
     words, vocab_size = save_word_tokenizer(model_dir, shape.vocab - 8)
     if shape.tiny:
-        cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024)  # fmt: skip
+        config = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=4, max_position_embeddings=1024)  # fmt: skip
     else:
-        cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                          num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=2048)  # fmt: skip
-    cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = 0, 1, 2
-    torch.manual_seed(0)
-    cuda = torch.cuda.is_available()
-    model = LlamaForCausalLM(cfg).to(torch.bfloat16 if cuda else torch.float32)
-    params = sum(p.numel() for p in model.parameters())
-    model.save_pretrained(model_dir)
-    del model
+        config = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                      num_key_value_heads=8, max_position_embeddings=2048)  # fmt: skip
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    params = save_random_llama(model_dir, dtype=dtype, vocab_size=vocab_size, **config)
 
     def text(n: int) -> str:
         return " ".join(rng.choice(words) for _ in range(n))
