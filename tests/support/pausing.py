@@ -14,9 +14,10 @@ from pathlib import Path
 
 from support.fleet import Fleet
 from support.paths import SHIPPED
+from support.training import losses
 from support.waiting import agents_up, wait_for
 from trl_nats.client import Client, Job
-from trl_nats.messages import DatasetRef, Event, JobRecord, JobSpec, JobState, MetricsEvent, Resources, TrainingParams
+from trl_nats.messages import DatasetRef, JobRecord, JobSpec, JobState, Resources, TrainingParams
 
 # long enough that the pause (the record polled each second, then the next step boundary) lands mid-run
 # even when steps are quick
@@ -38,11 +39,6 @@ def two_node_spec(job_id: str, model: Path, dataset: DatasetRef, steps: int = ST
         ),
         max_attempts=1,
     )
-
-
-def losses(events: list[Event]) -> list[tuple[int, float]]:
-    """(step, loss) of every metrics event, in the order they were published."""
-    return [(e.step, e.metrics["loss"]) for e in events if isinstance(e, MetricsEvent) and "loss" in e.metrics]
 
 
 def uninterrupted_losses(tmp: Path, model: Path) -> list[tuple[int, float]]:

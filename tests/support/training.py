@@ -6,17 +6,21 @@ import json
 from pathlib import Path
 
 from trl_nats.client import Client
-from trl_nats.messages import MetricsEvent
+from trl_nats.messages import Event, MetricsEvent
 
 
-async def step_losses(client: Client, job_id: str, attempt: int | None = None) -> list[tuple[int, float]]:
-    """(step, loss) of every metrics event of the job (of one attempt when given), in the order published."""
-    events = [e async for e in client.job(job_id).events()]
+def losses(events: list[Event], attempt: int | None = None) -> list[tuple[int, float]]:
+    """(step, loss) of every metrics event (of one attempt when given), in the order they were published."""
     return [
         (e.step, e.metrics["loss"])
         for e in events
         if isinstance(e, MetricsEvent) and "loss" in e.metrics and attempt in (None, e.attempt)
     ]
+
+
+async def step_losses(client: Client, job_id: str, attempt: int | None = None) -> list[tuple[int, float]]:
+    """:func:`losses` of the job's events, read from NATS."""
+    return losses([e async for e in client.job(job_id).events()], attempt)
 
 
 def assert_adapter_loads(adapter: Path, base: Path, *, rank: int) -> None:
