@@ -15,32 +15,27 @@ from trl_nats.settings import NatsSettings
 NOOP = "trl_nats_agent.recipes.noop"  # the recipe that trains nothing: for tests of scheduling, not training
 
 
+def cmdline(pid: int) -> str:
+    """The command line of ``pid``, its arguments joined by spaces ("" once the process is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def processes_matching(needle: str) -> list[int]:
     """PIDs whose command line contains ``needle`` (read from /proc, no extra dependency)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if needle in cmdline and int(entry.name) != os.getpid():
-            found.append(int(entry.name))
-    return found
+    pids = (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
+    return [pid for pid in pids if pid != os.getpid() and needle in cmdline(pid)]
 
 
 def rank_pids(job_id: str) -> list[int]:
     """The training ranks of ``job_id`` (not torchrun itself, whose command line names the same spec)."""
-    pids = []
-    for pid in processes_matching(f"/jobs/{job_id}/"):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if "torch.distributed.run" not in cmdline and "trl_nats_agent.recipes" in cmdline:
-            pids.append(pid)
-    return pids
+    return [
+        pid
+        for pid in processes_matching(f"/jobs/{job_id}/")
+        if "torch.distributed.run" not in (cmd := cmdline(pid)) and "trl_nats_agent.recipes" in cmd
+    ]
 
 
 def child_env(settings: NatsSettings, **extra: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from support.cluster import all_events, duplicated_ids, history_problems, retrying
 from support.data import preference_rows
-from support.processes import NOOP, AgentProcess, processes_matching
+from support.processes import NOOP, AgentProcess, cmdline, processes_matching
 from trl_nats.client import Client
 from trl_nats.messages import CheckpointEvent, JobRecord, JobSpec, JobState, StatusEvent
 
@@ -118,11 +118,3 @@ async def check_end(client: Client, n: int = JOBS) -> SoakEnd:
     # every job the torchrun agent completed trained to its end under torchrun, and nothing else did
     assert by_agent[KILLED] >= 2 and sum(finals.values()) == by_agent[KILLED], (by_agent, finals)
     return SoakEnd(records, by_agent, finals, retried)
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
