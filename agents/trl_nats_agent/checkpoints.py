@@ -52,6 +52,10 @@ def is_complete(path: Path) -> bool:
     return (path / COMPLETE_MARKER).is_file()
 
 
+def _under(path: Path, roots: list[Path]) -> bool:
+    return any(path.is_relative_to(r) for r in roots)
+
+
 class CheckpointStore:
     """Stores checkpoints and final models and fetches checkpoints back. ``spec`` is "local", "nats" or a directory."""
 
@@ -86,6 +90,13 @@ class CheckpointStore:
         return StoredCheckpoint(stored.uri, stored.manifest_sha256, stored.bytes)
 
     # -- fetching -----------------------------------------------------------------
+    def shared(self, location: str) -> bool:
+        """Whether every node can fetch the checkpoint at ``location``: in the object store, or under this
+        agent's shared checkpoint directory (a path elsewhere is some node's own disk)."""
+        if location.startswith(NATS_SCHEME):
+            return True
+        return self.root is not None and Path(location).is_absolute() and _under(Path(location).resolve(), [self.root])
+
     async def fetch(self, location: str, sha256: str | None, dest_dir: Path, allowed_roots: list[Path]) -> Path:
         """A complete local copy of the checkpoint at ``location``, under ``dest_dir``; its path."""
         if location.startswith(NATS_SCHEME):
@@ -96,7 +107,7 @@ class CheckpointStore:
                 f"checkpoint location {location!r} is neither a nats:// artifact nor an absolute path"
             )
         resolved = path.resolve()
-        if not any(resolved.is_relative_to(r) for r in allowed_roots):
+        if not _under(resolved, allowed_roots):
             raise CheckpointStoreError(
                 f"checkpoint {location} is outside this agent's output and checkpoint roots: not loading it"
             )

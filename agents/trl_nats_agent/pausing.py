@@ -19,7 +19,6 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from trl_nats.artifacts.manifest import NATS_SCHEME
 from trl_nats.messages import JobRecord, JobState
 from trl_nats.store import JobStore
 from trl_nats_agent.checkpoints import CheckpointStore
@@ -65,14 +64,14 @@ async def gang_resume_point(
     if latest is None or not latest.location:
         return "never"
     location = latest.location
-    shared = [checkpoints.root] if checkpoints.root is not None else []
-    if not location.startswith(NATS_SCHEME) and not any(Path(location).resolve().is_relative_to(r) for r in shared):
+    if not checkpoints.shared(location):
         say(
             f"node {rank} ({agent_id}) starts from step 0: checkpoint {latest.step} is at {location}, which not "
             "every node can fetch (store checkpoints in NATS or a shared directory: --checkpoint-store)"
         )
         return "never"
-    path = await checkpoints.fetch(location, latest.sha256, job.output_dir, shared)
+    shared_root = [checkpoints.root] if checkpoints.root is not None else []
+    path = await checkpoints.fetch(location, latest.sha256, job.output_dir, shared_root)
     line = f"node {rank} ({agent_id}) resumes from checkpoint {latest.step} ({location})"
     log.info("job %s: %s", job.spec.job_id, line)
     say(line)
