@@ -53,7 +53,7 @@ async def test_lora_dpo_attempt_killed_after_a_checkpoint_resumes_the_adapter_fr
     """Both ranks SIGKILLed after a checkpoint was stored: attempt 2 resumes from it (adapter, optimizer, RNG
     and data position), so every step it trains has the loss of an uninterrupted run, and the final adapter
     loads with peft."""
-    steps = 24  # 32 rows, 4 pairs a step: 3 epochs
+    steps = 48  # 32 rows, 4 pairs a step: 6 epochs, long enough that the kill lands mid-run on a loaded machine
     agent = start_agent("lora-agent", slots=2, extra=["--checkpoint-store", "nats"])
     client = await Client.connect(settings)
     try:
